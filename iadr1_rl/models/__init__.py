@@ -1,0 +1,1 @@
+"""Loading HF vision-language models, and the tiny offline one the CPU demo builds."""

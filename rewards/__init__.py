@@ -1,0 +1,35 @@
+"""SC-GRPO reward scorer for IAD-R1 (pure Python: regex, rapidfuzz, nltk).
+
+>>> from rewards import Scorer
+>>> Scorer().score("<think>uniform texture</think><answer>no</answer>", {"answer": "no"}).total
+2.0
+"""
+
+from .labels import Label, parse_label
+from .location import cells_to_text, location_cells
+from .patterns import extract_answer, matches_anomalous_pattern, matches_normal_pattern
+from .scorer import PARTS, GroupScore, Scorer, ScoreResult, Weights, group_advantages
+from .type_match import TypeMatch, TypeMatcher, TypeRuleScores, type_score
+from .vocabulary import Vocabulary, normalise_type
+
+__all__ = [
+    "PARTS",
+    "GroupScore",
+    "Label",
+    "ScoreResult",
+    "Scorer",
+    "TypeMatch",
+    "TypeMatcher",
+    "TypeRuleScores",
+    "Vocabulary",
+    "Weights",
+    "cells_to_text",
+    "extract_answer",
+    "group_advantages",
+    "location_cells",
+    "matches_anomalous_pattern",
+    "matches_normal_pattern",
+    "normalise_type",
+    "parse_label",
+    "type_score",
+]

@@ -1,0 +1,48 @@
+"""iadr1-rl: reward functions and RL recipes for IAD-R1 industrial anomaly detection.
+
+Every dependency is pinned here, in one place. The core `rewards` install needs only
+regex, rapidfuzz and nltk; the extras add what each use needs. torch is pinned to the
+CPU build this project tests with: an unpinned torch pulls a multi-GB CUDA build.
+OpenRLHF is installed separately with --no-deps (see requirements-nodeps.txt).
+"""
+
+from setuptools import find_packages, setup
+
+CORE = ["regex==2026.11.15", "rapidfuzz==3.14.6", "nltk==3.10.4"]
+SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "pydantic==2.14.3"]
+DATA = ["numpy==2.4.6", "pillow==13.0.0", "pyyaml==6.0.3", "tqdm==4.70.1", "matplotlib==3.11.2"]
+TRAIN = DATA + [
+    "torch==2.13.0",
+    "transformers==5.15.0",
+    "tokenizers==0.22.2",
+    "safetensors==0.8.0",
+    "ray[default]==2.60.0",
+    "tensorboard==2.21.0",
+]
+# What OpenRLHF's CPU-importable modules need beside torch/transformers/ray.
+OPENRLHF_CPU = ["sympy==1.14.0", "pylatexenc==2.10", "aiohttp==3.14.5", "jsonlines==4.0.0", "einops==0.8.2"]
+TEST = ["pytest==9.2.0", "hypothesis==6.170.15", "httpx==0.28.1", "ruff==0.17.6", "requests==2.34.2"]
+
+setup(
+    name="iadr1-rl",
+    version="0.1.0",
+    description="SC-GRPO rewards and RL recipes for industrial anomaly detection with VLMs (IAD-R1)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["rewards", "rewards.*", "iadr1_rl", "iadr1_rl.*"]),
+    install_requires=CORE,
+    extras_require={
+        "server": SERVER,
+        "data": DATA,
+        "train": TRAIN,
+        "openrlhf-cpu": OPENRLHF_CPU,
+        "test": TEST,
+        "all": SERVER + TRAIN + OPENRLHF_CPU + TEST,
+    },
+    entry_points={
+        "console_scripts": [
+            "iadr1-score=rewards.cli:main",
+        ]
+    },
+)

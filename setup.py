@@ -11,7 +11,8 @@ from setuptools import find_packages, setup
 CORE = ["regex==2026.11.15", "rapidfuzz==3.14.6", "nltk==3.10.4"]
 SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "pydantic==2.14.3"]
 DATA = ["numpy==2.4.6", "pillow==13.0.0", "pyyaml==6.0.3", "tqdm==4.70.1", "matplotlib==3.11.2"]
-TRAIN = DATA + [
+TRAIN = [
+    *DATA,
     "torch==2.13.0",
     "transformers==5.15.0",
     "tokenizers==0.22.2",

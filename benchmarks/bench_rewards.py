@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nltk.stem.snowball import SnowballStemmer  # noqa: E402
+from nltk.stem.snowball import SnowballStemmer
 
-from rewards import Scorer  # noqa: E402
-from rewards.vocabulary import DEFAULT_GROUPS  # noqa: E402
+from rewards import Scorer
+from rewards.vocabulary import DEFAULT_GROUPS
 
 # ----------------------------------------------------------------------------- corpus
 THINKS = [
@@ -234,11 +234,12 @@ def main() -> None:
     print(f"ratio:              {ours_rate / base_rate:12.1f}x  (target >= 50x)")
     print(f"disagreements with the baseline on {args.baseline_n}: {mismatches}")
     soup = "<think>a</think><location>b</location><type>c</type>"
+    label = {"answer": "yes", "location": "top", "type": "hole"}
     for size in (4_000, 16_000):
         text = (soup * (size // len(soup) + 1))[:size]
-        label = {"answer": "yes", "location": "top", "type": "hole"}
-        print(f"{size // 1000} KB of repeated tags: ours {timed(lambda: scorer.score(text, label)) * 1000:.1f} ms, "
-              f"baseline {timed(lambda: naive_score(text, label)) * 1000:.0f} ms")
+        ours_ms = timed(lambda text=text: scorer.score(text, label)) * 1000
+        base_ms = timed(lambda text=text: naive_score(text, label)) * 1000
+        print(f"{size // 1000} KB of repeated tags: ours {ours_ms:.1f} ms, baseline {base_ms:.0f} ms")
     hostile = soup * (1_000_000 // len(soup))
     print(f"1 MB of repeated tags: ours {timed(lambda: scorer.score(hostile, label)) * 1000:.0f} ms")
 

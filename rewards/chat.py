@@ -100,7 +100,8 @@ def response_start(query: str, prompt: str) -> int:
 def extract_completion(query: str, prompt: str = "") -> str:
     """The policy's completion, cut out of a trainer's query and stripped of end tokens.
 
-    >>> prompt = "<|im_start|>user\\n<|vision_start|><|image_pad|><|vision_end|>Any defects?<|im_end|>\\n<|im_start|>assistant\\n"
+    >>> prompt = ("<|im_start|>user\\n<|vision_start|><|image_pad|><|vision_end|>Any defects?<|im_end|>\\n"
+    ...           "<|im_start|>assistant\\n")
     >>> query = prompt.replace("<|image_pad|>", "<|image_pad|>" * 4) + "<answer>no</answer><|im_end|>"
     >>> extract_completion(query, prompt)
     '<answer>no</answer>'

@@ -7,10 +7,8 @@ linear scan finds every literal tag, and the checks run over that list of tags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import re
-
+from dataclasses import dataclass
 
 # One alternation of literals, captured: `split` cuts the text at every tag in one
 # linear pass (no quantifier can backtrack: a match is at most 11 characters) and keeps
@@ -26,7 +24,7 @@ def _tag_sequence(names: tuple[str, ...]) -> list[str]:
     return [tag for name in names for tag in (f"<{name}>", f"</{name}>")]
 
 
-_SEQUENCE_TAGS = {NORMAL_SEQUENCE: _tag_sequence(NORMAL_SEQUENCE), ANOMALOUS_SEQUENCE: _tag_sequence(ANOMALOUS_SEQUENCE)}
+_SEQUENCE_TAGS = {sequence: _tag_sequence(sequence) for sequence in (NORMAL_SEQUENCE, ANOMALOUS_SEQUENCE)}
 
 
 @dataclass(frozen=True)

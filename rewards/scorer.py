@@ -29,7 +29,7 @@ class Weights:
     type: float = 1.0
 
     @classmethod
-    def load(cls, value: "Weights | Mapping[str, float] | Sequence[float] | None") -> "Weights":
+    def load(cls, value: Weights | Mapping[str, float] | Sequence[float] | None) -> Weights:
         if value is None:
             return cls()
         if isinstance(value, Weights):
@@ -157,7 +157,7 @@ class Scorer:
             raise ValueError(f"epsilon must be a number >= 0, got {self.epsilon!r}")
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | str | Path | None) -> "Scorer":
+    def from_config(cls, config: Mapping[str, Any] | str | Path | None) -> Scorer:
         """Build from a mapping or a JSON/YAML file with keys grid, weights, vocabulary,
         type_scores, epsilon (all optional). A vocabulary path is relative to the file."""
         base = Path(".")

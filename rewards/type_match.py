@@ -163,7 +163,7 @@ def _maximal(finds: list[tuple[int, int, Term]]) -> list[Term]:
     """Drop finds lying inside a longer find (`grinding damage` hides its `damage`)."""
     kept = []
     furthest_end = -1
-    for start, end, term in sorted(finds, key=lambda f: (f[0], -f[1])):
+    for _start, end, term in sorted(finds, key=lambda f: (f[0], -f[1])):
         if end > furthest_end:
             kept.append(term)
             furthest_end = end

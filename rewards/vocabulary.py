@@ -134,7 +134,7 @@ class Vocabulary:
             raise ValueError(f"vocabulary: term {term!r} belongs to both {other!r} and {category!r}")
 
     @classmethod
-    def load(cls, source: "Vocabulary | Mapping[str, Any] | str | Path | None") -> "Vocabulary":
+    def load(cls, source: Vocabulary | Mapping[str, Any] | str | Path | None) -> Vocabulary:
         """A vocabulary from None (the default), a dict, or a JSON/YAML file path."""
         if source is None:
             return cls()

@@ -112,7 +112,9 @@ def test_custom_vocabulary_from_dict_and_files(tmp_path):
     json_path = tmp_path / "vocab.json"
     json_path.write_text(json.dumps(groups))
     yaml_path = tmp_path / "vocab.yaml"
-    yaml_path.write_text("groups:\n  electrical:\n    Short: [short circuit, bridge]\n  cosmetic:\n    Smudge: [smear]\n")
+    yaml_path.write_text(
+        "groups:\n  electrical:\n    Short: [short circuit, bridge]\n  cosmetic:\n    Smudge: [smear]\n"
+    )
     for source in (groups, json_path, str(yaml_path)):
         scorer = Scorer(vocabulary=source)
         assert scorer.type_matcher.match("bridge", "short circuit").rule == "category"

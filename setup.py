@@ -17,7 +17,7 @@ TRAIN = [
     "transformers==5.15.0",
     "tokenizers==0.22.2",
     "safetensors==0.8.0",
-    "ray[default]==2.60.0",
+    "ray[default,serve]==2.60.0",
     "tensorboard==2.21.0",
 ]
 # What OpenRLHF's CPU-importable modules need beside torch/transformers/ray.
@@ -44,6 +44,7 @@ setup(
     entry_points={
         "console_scripts": [
             "iadr1-score=rewards.cli:main",
+            "iadr1-reward-server=rewards.server:main",
         ]
     },
 )

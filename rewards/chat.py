@@ -77,7 +77,7 @@ def _after_kth(text: str, needle: str, k: int) -> int | None:
 
 def response_start(query: str, prompt: str) -> int:
     """Where the response begins inside `query` (0 when nothing can be found)."""
-    if prompt and query.startswith(prompt):
+    if not prompt or query.startswith(prompt):
         return len(prompt)
     tail = prompt.rstrip()
     for header in ASSISTANT_HEADERS:

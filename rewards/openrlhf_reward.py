@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from rewards.chat import extract_completion
-    from rewards.scorer import PARTS, Scorer
+    from rewards.protocol import score_queries
+    from rewards.scorer import Scorer
 except ImportError:  # loaded by path from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from rewards.chat import extract_completion
-    from rewards.scorer import PARTS, Scorer
+    from rewards.protocol import score_queries
+    from rewards.scorer import Scorer
 
 CONFIG_ENV = "IADR1_SCORER_CONFIG"
 
@@ -40,19 +40,6 @@ def get_scorer() -> Scorer:
             if _scorer is None:
                 _scorer = Scorer.from_config(os.environ.get(CONFIG_ENV) or None)
     return _scorer
-
-
-def score_queries(scorer: Scorer, queries: list[str], prompts: list[str], labels: list[Any]) -> dict[str, Any]:
-    """Score trainer queries as plain lists: the body of OpenRLHF's reward protocol."""
-    if not (len(queries) == len(prompts) == len(labels)):
-        raise ValueError(f"{len(queries)} queries, {len(prompts)} prompts and {len(labels)} labels differ in length")
-    completions = [extract_completion(q, p) for q, p in zip(queries, prompts)]
-    results = scorer.score_batch(completions, labels)
-    return {
-        "rewards": [r.total for r in results],
-        "scores": [r.normalised for r in results],
-        "extra_logs": {part: [getattr(r, part) for r in results] for part in PARTS},
-    }
 
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[Any], **kwargs: Any) -> dict[str, Any]:

@@ -34,3 +34,110 @@ def tiny_processor(tmp_path_factory):
         "Are there any defects in the test image?",
     ] * 20 + TAG_TOKENS
     return build_processor(train_tokenizer(corpus, vocab_size=400))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    """A real `iadr1-reward-server` process on a free loopback port."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        import os
+        import subprocess
+        import time
+
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # The server reads its settings from IADR1_* variables: start from none of ours.
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("IADR1_")}
+        full_env.update(env or {})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rewards.server", "--port", str(self.port), "--log-level", "warning", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stdout.read()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not become healthy in 60 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:
+            self.process.kill()
+
+
+@pytest.fixture
+def start_server():
+    """Start reward servers with given CLI arguments; all are stopped after the test."""
+    started: list[RunningServer] = []
+
+    def start(*args: str, env: dict | None = None) -> RunningServer:
+        server = RunningServer(*args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+class FixedResponseEngine:
+    """Stands in for a vLLM engine: answers every prompt with the same tokens."""
+
+    def __init__(self, tokenizer, text: str) -> None:
+        self.token_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        self.text = text
+        self.seen_prompt_ids = None
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        from types import SimpleNamespace
+
+        self.seen_prompt_ids = prompt_token_ids
+        output = SimpleNamespace(token_ids=self.token_ids, text=self.text, finish_reason="stop", logprobs=None)
+        return SimpleNamespace(outputs=[output])
+
+
+@pytest.fixture(scope="session")
+def openrlhf_execute(tiny_processor):
+    """Run OpenRLHF's own `SingleTurnAgentExecutor` on one VLM prompt (a real Qwen2-VL
+    processor expands the image pads) with a fixed response, rewarded by `reward_url`
+    (our reward file or our server's URL). Returns (executor output, engine)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    def execute(reward_url: str, label, response: str, question: str = "Are there any defects?"):
+        from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        prompt = tiny_processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        executor = SingleTurnAgentExecutor(remote_rm_url=reward_url)
+        engine = FixedResponseEngine(tiny_processor.tokenizer, response)
+        params = SimpleNamespace(max_tokens=64, logprobs=None)
+        image = Image.new("RGB", (112, 112), (120, 110, 100))
+        output = asyncio.run(executor.execute(prompt, label, params, 512, tiny_processor, engine, images=[image]))
+        return output, engine
+
+    return execute

@@ -45,6 +45,8 @@ setup(
         "console_scripts": [
             "iadr1-score=rewards.cli:main",
             "iadr1-reward-server=rewards.server:main",
+            "iadr1-data=iadr1_rl.data.cli:main",
+            "iadr1-eval=iadr1_rl.eval.cli:main",
         ]
     },
 )

@@ -1,0 +1,1 @@
+"""Records (the one data format), converters, synthetic defects and prompts."""

@@ -1,0 +1,152 @@
+"""`iadr1-data`: synthesise, convert, export and validate records.
+
+    iadr1-data synth --n N --seed S OUT_DIR
+    iadr1-data convert --from {mvtec,mmad,authors-grpo,sharegpt} INPUT OUT.jsonl
+    iadr1-data export --to {openrlhf,authors-grpo,sharegpt} IN.jsonl OUT
+    iadr1-data validate FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .converters import (
+    from_authors_grpo,
+    from_mmad,
+    from_mvtec,
+    from_sharegpt,
+    to_authors_grpo,
+    to_openrlhf,
+    to_sharegpt,
+)
+from .defect_types import load_type_map
+from .records import RecordError, iter_records, write_json, write_jsonl, write_records
+from .synth import CATEGORIES, DEFECT_TYPES, SynthConfig, synthesize
+from .validate import validate_file
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rows, columns = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"grid must look like 3x3, got {text!r}") from error
+    return rows, columns
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    config = SynthConfig(
+        n=args.n, seed=args.seed, size=args.size, anomaly_ratio=args.anomaly_ratio, strength=args.strength,
+        shots=args.shots, cot=args.cot, grid=args.grid,
+        defects=args.defects or tuple(DEFECT_TYPES), categories=args.categories or CATEGORIES,
+    )
+    path = synthesize(args.out_dir, config, progress=not args.quiet)
+    print(f"wrote {config.n} records to {path}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    type_map = load_type_map(args.type_map)
+    source = args.input
+    if args.source == "mvtec":
+        records = from_mvtec(source, args.dataset, args.shots, type_map, args.grid, args.min_share)
+    elif args.source == "mmad":
+        records = from_mmad(source, args.image_root, args.shots, type_map)
+    elif args.source == "authors-grpo":
+        records = from_authors_grpo(source)
+    else:
+        records = from_sharegpt(source)
+    count = write_records(records, args.output)
+    print(f"wrote {count} records to {args.output}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    records = list(iter_records(args.input, progress=not args.quiet))
+    out = Path(args.output)
+    if args.target == "openrlhf":
+        count = write_jsonl(to_openrlhf(records, args.prompt), out)
+    elif args.target == "authors-grpo":
+        rows = to_authors_grpo(records, out.resolve().parent)
+        write_json(rows, out)
+        count = len(rows)
+    else:
+        rows = to_sharegpt(records, out.resolve().parent)
+        write_json(rows, out)
+        count = len(rows)
+    print(f"wrote {count} rows to {out}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    count, problems = validate_file(args.file, check_images=not args.no_images)
+    for problem in problems:
+        print(problem)
+    lines = len({p.line for p in problems})
+    print(f"{args.file}: {count} records, {len(problems)} problems on {lines} lines")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iadr1-data", description="Records for IAD-R1: make, convert, check.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="render synthetic industrial defects")
+    synth.add_argument("out_dir", type=Path)
+    synth.add_argument("--n", type=int, default=1000)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=int, default=112, help="image side in pixels (multiple of 28)")
+    synth.add_argument("--anomaly-ratio", type=float, default=0.5)
+    synth.add_argument("--strength", type=float, default=1.0, help="defect size and contrast scale")
+    synth.add_argument("--shots", type=int, choices=(0, 1), default=0, help="1: records carry a normal reference")
+    synth.add_argument("--cot", choices=("full", "short"), default="full")
+    synth.add_argument("--grid", type=_grid, default=(3, 3))
+    synth.add_argument("--defects", type=_csv, help=f"comma-separated subset of {','.join(DEFECT_TYPES)}")
+    synth.add_argument("--categories", type=_csv, help=f"comma-separated subset of {','.join(CATEGORIES)}")
+    synth.set_defaults(func=cmd_synth)
+
+    convert = sub.add_parser("convert", help="convert a dataset into records")
+    convert.add_argument("--from", dest="source", required=True, choices=("mvtec", "mmad", "authors-grpo", "sharegpt"))
+    convert.add_argument("input", type=Path)
+    convert.add_argument("output", type=Path)
+    convert.add_argument("--shots", type=int, choices=(0, 1), default=0)
+    convert.add_argument("--dataset", help="dataset name (mvtec; default: the root folder's name)")
+    convert.add_argument("--image-root", type=Path, help="where MMAD image paths start (default: beside the file)")
+    convert.add_argument("--type-map", help="JSON/YAML {defect folder: type} over the built-in table")
+    convert.add_argument("--grid", type=_grid, default=(3, 3))
+    convert.add_argument("--min-share", type=float, default=0.2, help="share of a mask's area that makes a cell")
+    convert.set_defaults(func=cmd_convert)
+
+    export = sub.add_parser("export", help="export records for a trainer")
+    export.add_argument("--to", dest="target", required=True, choices=("openrlhf", "authors-grpo", "sharegpt"))
+    export.add_argument("input", type=Path)
+    export.add_argument("output", type=Path)
+    export.add_argument("--prompt", default="train", help="prompt family for openrlhf (train, iad_r1, …)")
+    export.set_defaults(func=cmd_export)
+
+    validate = sub.add_parser("validate", help="check a records file and report every problem")
+    validate.add_argument("file", type=Path)
+    validate.add_argument("--no-images", action="store_true", help="do not check that images exist")
+    validate.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RecordError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: generation over test sets, answer extraction, balanced accuracy, reports."""

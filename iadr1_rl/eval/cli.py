@@ -1,0 +1,98 @@
+"""`iadr1-eval`: generate over a test set, and score predictions.
+
+    iadr1-eval run --model DIR --data FILE|MMAD.json --shots 0|1 --out preds.jsonl
+    iadr1-eval score preds.jsonl [--format tags|plain] --json OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ..models.generation import SamplingConfig
+from .answers import FORMATS, extract_prediction
+from .generate import load_test_set, run_generation
+from .metrics import score_predictions
+from .paper import IAD_R1
+from .report import format_table, write_report
+
+
+def read_predictions(path: Path, fmt: str) -> list[tuple[str, str, str | None]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                rows.append((row.get("dataset") or "unknown", row["label"]["answer"], extract_prediction(row["output"], fmt)))
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: not a prediction line ({error})") from error
+    return rows
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    records = load_test_set(args.data, args.shots, args.image_root)
+    if args.limit:
+        records = records[: args.limit]
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
+    made = run_generation(args.model, records, args.out, args.prompt, args.batch_size, sampling,
+                          args.dtype, args.device, args.backend, progress=not args.quiet)
+    print(f"generated {made} outputs ({len(records) - made} already done) in {args.out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    report = score_predictions(read_predictions(args.predictions, args.format))
+    print(format_table(report))
+    if args.json:
+        paths = write_report(report, args.json, args.backbone, args.shots)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iadr1-eval", description="Evaluate IAD-R1 models.")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="generate answers for a test set (resumable)")
+    run.add_argument("--model", required=True, type=Path, help="HF model folder")
+    run.add_argument("--data", required=True, type=Path, help="records JSONL or MMAD question JSON")
+    run.add_argument("--shots", type=int, choices=(0, 1), default=0)
+    run.add_argument("--out", required=True, type=Path)
+    run.add_argument("--prompt", default="iad_r1", help="prompt family: iad_r1, base, train, base_initial_policy")
+    run.add_argument("--image-root", type=Path, help="where MMAD image paths start")
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--max-new-tokens", type=int, default=512)
+    run.add_argument("--dtype", default="float32")
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    run.add_argument("--limit", type=int, help="only the first N samples")
+    run.set_defaults(func=cmd_run)
+    score = sub.add_parser("score", help="balanced accuracy per dataset")
+    score.add_argument("predictions", type=Path)
+    score.add_argument("--format", choices=FORMATS, default="tags", help="tags: IAD-R1 models; plain: base models")
+    score.add_argument("--json", type=Path, help="write JSON here, with CSV and PNG beside it")
+    score.add_argument("--backbone", choices=sorted(IAD_R1), help="draw the paper's figures for this backbone")
+    score.add_argument("--shots", type=int, choices=(0, 1), default=0)
+    score.set_defaults(func=cmd_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

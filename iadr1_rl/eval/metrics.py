@@ -1,0 +1,76 @@
+"""Balanced accuracy per dataset, as the paper reports it.
+
+normal accuracy = normals answered `no` / normals; anomaly accuracy = anomalies answered
+`yes` / anomalies; balanced accuracy = their mean. Overkill = normals answered `yes` /
+normals; miss = anomalies answered `no` / anomalies. An unparseable answer is wrong and
+counted (`unparsed`). A dataset without normal (or anomalous) items has no balanced
+accuracy: it is None, with a note, never a division by zero.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DatasetScore:
+    balanced_accuracy: float | None
+    normal_accuracy: float | None
+    anomaly_accuracy: float | None
+    overkill: float | None
+    miss: float | None
+    n: int
+    n_normal: int
+    n_anomalous: int
+    unparsed: int
+    note: str = ""
+
+
+def _ratio(count: int, total: int) -> float | None:
+    return count / total if total else None
+
+
+def dataset_score(pairs: Iterable[tuple[str, str | None]]) -> DatasetScore:
+    """Score (label answer, predicted answer or None) pairs of one dataset."""
+    counts: dict[tuple[str, str | None], int] = defaultdict(int)
+    for gold, predicted in pairs:
+        counts[(gold, predicted)] += 1
+    n_normal = sum(v for (g, _), v in counts.items() if g == "no")
+    n_anomalous = sum(v for (g, _), v in counts.items() if g == "yes")
+    normal_accuracy = _ratio(counts[("no", "no")], n_normal)
+    anomaly_accuracy = _ratio(counts[("yes", "yes")], n_anomalous)
+    notes = []
+    if not n_normal:
+        notes.append("no normal items")
+    if not n_anomalous:
+        notes.append("no anomalous items")
+    balanced = None if notes else (normal_accuracy + anomaly_accuracy) / 2
+    return DatasetScore(
+        balanced_accuracy=balanced,
+        normal_accuracy=normal_accuracy,
+        anomaly_accuracy=anomaly_accuracy,
+        overkill=_ratio(counts[("no", "yes")], n_normal),
+        miss=_ratio(counts[("yes", "no")], n_anomalous),
+        n=n_normal + n_anomalous,
+        n_normal=n_normal,
+        n_anomalous=n_anomalous,
+        unparsed=sum(v for (_, p), v in counts.items() if p is None),
+        note="; ".join(notes) + ("; balanced accuracy undefined" if notes else ""),
+    )
+
+
+def score_predictions(rows: Iterable[tuple[str, str, str | None]]) -> dict:
+    """`{"datasets": {name: {...}}, "average_balanced_accuracy"}` from (dataset, gold, predicted)."""
+    by_dataset: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+    for dataset, gold, predicted in rows:
+        if gold not in ("yes", "no"):
+            raise ValueError(f"label answer must be 'yes' or 'no', got {gold!r} (dataset {dataset})")
+        by_dataset[dataset].append((gold, predicted))
+    datasets = {name: asdict(dataset_score(pairs)) for name, pairs in sorted(by_dataset.items())}
+    defined = [d["balanced_accuracy"] for d in datasets.values() if d["balanced_accuracy"] is not None]
+    return {
+        "datasets": datasets,
+        "average_balanced_accuracy": sum(defined) / len(defined) if defined else None,
+    }

@@ -21,7 +21,9 @@ TRAIN = [
     "tensorboard==2.21.0",
 ]
 # What OpenRLHF's CPU-importable modules need beside torch/transformers/ray.
-OPENRLHF_CPU = ["sympy==1.14.0", "pylatexenc==2.10", "aiohttp==3.14.5", "jsonlines==4.0.0", "einops==0.8.2"]
+OPENRLHF_CPU = [
+    "sympy==1.14.0", "pylatexenc==2.10", "aiohttp==3.14.5", "jsonlines==4.0.0", "einops==0.8.2", "datasets==5.2.0",
+]
 TEST = ["pytest==9.2.0", "hypothesis==6.170.15", "httpx==0.28.1", "ruff==0.17.6", "requests==2.34.2"]
 
 setup(

@@ -141,3 +141,22 @@ def openrlhf_execute(tiny_processor):
         return output, engine
 
     return execute
+
+
+@pytest.fixture(scope="session")
+def synthetic_records(tmp_path_factory) -> Path:
+    """A small synthetic data set (records.jsonl, images, references)."""
+    from iadr1_rl.data.synth import SynthConfig, synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synthetic"), SynthConfig(n=24, seed=11, shots=1, cot="short"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, synthetic_records) -> Path:
+    """A tiny random-initialised Qwen2-VL folder, tokenizer trained on the synthetic corpus."""
+    from iadr1_rl.data.records import load_records
+    from iadr1_rl.models.tiny import TinyModelSpec, build_tiny_vlm
+
+    corpus = [r.response for r in load_records(synthetic_records)] + ["Are there any defects in the test image?"]
+    spec = TinyModelSpec(hidden_size=64, num_layers=1, intermediate_size=128, vision_depth=1, vision_embed_dim=32)
+    return build_tiny_vlm(corpus, tmp_path_factory.mktemp("tiny_model"), spec)

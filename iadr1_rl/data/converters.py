@@ -19,7 +19,7 @@ from rewards import parse_label
 from .defect_types import defect_type
 from .masks import DEFAULT_MIN_SHARE, location_text, mask_file_cells
 from .prompts import QUESTION, build_messages, prompt_text
-from .records import Record
+from .records import Record, resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,8 @@ def from_authors_grpo(path: str | Path) -> Iterator[Record]:
         images = row["image"] if isinstance(row["image"], list) else [row["image"]]
         question = str(row.get("problem") or QUESTION).replace("<image>", "").strip()
         label = _label_from_solution(row["solution"], where)
-        yield Record(str(row.get("id", index)), [str(base / p) for p in images], label, question, row["solution"])
+        paths = [resolve_path(base, p) for p in images]
+        yield Record(str(row.get("id", index)), paths, label, question, row["solution"])
 
 
 def to_authors_grpo(records: Iterable[Record], base: Path) -> list[dict[str, Any]]:
@@ -244,7 +245,7 @@ def from_sharegpt(path: str | Path) -> Iterator[Record]:
         if not images:
             raise ValueError(f"{where}: no images")
         label = _label_from_solution(response, where)
-        yield Record(str(row.get("id", index)), [str(base / p) for p in images], label, question, response)
+        yield Record(str(row.get("id", index)), [resolve_path(base, p) for p in images], label, question, response)
 
 
 def to_sharegpt(records: Iterable[Record], base: Path) -> list[dict[str, Any]]:

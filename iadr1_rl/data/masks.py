@@ -49,7 +49,9 @@ def mask_cells(mask: np.ndarray, grid: tuple[int, int] = (3, 3), min_share: floa
     return [int(i) + 1 for i in np.flatnonzero(chosen)]
 
 
-def mask_file_cells(path: str | Path, grid: tuple[int, int] = (3, 3), min_share: float = DEFAULT_MIN_SHARE) -> list[int]:
+def mask_file_cells(
+    path: str | Path, grid: tuple[int, int] = (3, 3), min_share: float = DEFAULT_MIN_SHARE
+) -> list[int]:
     """Cells of a mask image file (MVTec `ground_truth/<defect>/<name>_mask.png`)."""
     from PIL import Image
 

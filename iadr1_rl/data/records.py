@@ -89,12 +89,19 @@ class Record:
         known = {"id", "images", "label", "question", "response"}
         return cls(
             id=str(row["id"]),
-            images=[str((base / p) if base is not None and not os.path.isabs(p) else p) for p in images],
+            images=[resolve_path(base, p) for p in images],
             label=label,
             question=question,
             response=response,
             extra={k: v for k, v in row.items() if k not in known},
         )
+
+
+def resolve_path(base: Path | None, path: str) -> str:
+    """`path` against `base` (unless absolute), normalised: `a/../b` becomes `b`."""
+    if base is None or os.path.isabs(path):
+        return os.path.normpath(path)
+    return os.path.normpath(base / path)
 
 
 def _relative(path: str, base: Path) -> str:

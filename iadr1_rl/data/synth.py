@@ -13,6 +13,7 @@ references for 1-shot in `OUT_DIR/references/`, and `OUT_DIR/masks/`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections.abc import Callable
@@ -124,8 +125,9 @@ def render_surface(surface: Surface, rng: np.random.Generator, size: int) -> tup
     foreground = np.ones((size, size), bool)
     if surface.category == "plate part":
         margin, radius = size * 0.06, size * 0.12
-        inner = np.clip(np.maximum(np.abs(x - size / 2 + 0.5), np.abs(y - size / 2 + 0.5)) - (size / 2 - margin - radius), 0, None)
-        foreground = inner <= radius
+        # A rounded square: distance outside the inner square must stay under the corner radius.
+        box = np.maximum(np.abs(x - size / 2 + 0.5), np.abs(y - size / 2 + 0.5))
+        foreground = np.clip(box - (size / 2 - margin - radius), 0, None) <= radius
         image[~foreground] = 28 + rng.normal(0, 2, (int((~foreground).sum()), 3))
     return image, foreground
 
@@ -141,7 +143,7 @@ def _line_mask(size: int, points: np.ndarray, width: float) -> np.ndarray:
     """Pixels within width/2 of a polyline."""
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     distance = np.full((size, size), np.inf, np.float32)
-    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
         dx, dy = x1 - x0, y1 - y0
         t = np.clip(((x - x0) * dx + (y - y0) * dy) / max(dx * dx + dy * dy, 1e-6), 0, 1)
         distance = np.minimum(distance, np.hypot(x - x0 - t * dx, y - y0 - t * dy))

@@ -30,7 +30,8 @@ def read_predictions(path: Path, fmt: str) -> list[tuple[str, str, str | None]]:
                 continue
             try:
                 row = json.loads(line)
-                rows.append((row.get("dataset") or "unknown", row["label"]["answer"], extract_prediction(row["output"], fmt)))
+                predicted = extract_prediction(row["output"], fmt)
+                rows.append((row.get("dataset") or "unknown", row["label"]["answer"], predicted))
             except (json.JSONDecodeError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}:{number}: not a prediction line ({error})") from error
     return rows

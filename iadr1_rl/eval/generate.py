@@ -31,7 +31,8 @@ def load_test_set(data: str | Path, shots: int, image_root: str | Path | None = 
         if shots == 1:
             lacking = [r.id for r in records if len(r.images) < 2]
             if lacking:
-                raise ValueError(f"1-shot needs a reference image; {len(lacking)} records have none (e.g. {lacking[0]})")
+                example = lacking[0]
+                raise ValueError(f"1-shot needs a reference image; {len(lacking)} records have none (e.g. {example})")
         else:
             for record in records:
                 record.images = record.images[-1:]

@@ -35,7 +35,8 @@ def write_csv(report: dict, path: Path) -> None:
     writer.writerow(["dataset", *COLUMNS])
     for name, scores in report["datasets"].items():
         writer.writerow([name, *("" if scores[c] is None else scores[c] for c in COLUMNS)])
-    writer.writerow(["average", "" if report["average_balanced_accuracy"] is None else report["average_balanced_accuracy"]])
+    average = report["average_balanced_accuracy"]
+    writer.writerow(["average", "" if average is None else average])
     with atomic_open(path) as out:
         out.write(buffer.getvalue())
 

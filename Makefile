@@ -17,7 +17,7 @@ $(STAMP): setup.py requirements-nodeps.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/iadr1-score examples/completions.jsonl -o runs/demo/scored.jsonl
+	RAY_AUTH_MODE=disabled $(BIN)/python recipes/demo.py
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# Local test clusters keep Ray 2.60's token auth off and write no ~/.ray/auth_token, so a
+# later `ray start` + `ray job submit` (make demo) is not broken by a test run.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

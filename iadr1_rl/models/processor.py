@@ -61,7 +61,7 @@ def load_processor(path: str | Path, **image_kwargs):
         if hasattr(processor, "image_processor"):
             return processor
     except (ImportError, TypeError, ValueError, OSError) as error:
-        logger.info("AutoProcessor failed for %s (%s); using the image-only Qwen2-VL processor", path, error)
+        logger.debug("AutoProcessor failed for %s (%s); using the image-only Qwen2-VL processor", path, error)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     config = _image_processor_config(path)
     config.pop("image_processor_type", None)

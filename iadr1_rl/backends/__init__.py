@@ -1,0 +1,1 @@
+"""Where recipes run: local Ray actors (`local`), or OpenRLHF on a GPU cluster (`openrlhf`)."""

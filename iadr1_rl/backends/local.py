@@ -1,0 +1,95 @@
+"""Shared pieces of the local backend: paths and inputs checked up front, actor
+construction, evaluation of a finished model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..data.records import Record, load_records, write_json
+from ..eval.generate import load_test_set, run_generation
+from ..eval.metrics import score_predictions
+from ..eval.report import format_table, write_report
+from ..models.generation import SamplingConfig
+from ..models.loading import check_model_dir
+from ..train.config import ActorResources, RecipeConfig
+
+logger = logging.getLogger(__name__)
+
+
+def resources(r: ActorResources) -> dict[str, float]:
+    return {"num_cpus": r.num_cpus, "num_gpus": r.num_gpus}
+
+
+def training_records(path: str, need_response: bool) -> list[Record]:
+    """The training records, with a clear error for a missing file or missing targets."""
+    if not path:
+        raise ValueError("data.train is not set in the config")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"training data not found: {path}")
+    records = load_records(path)
+    if need_response:
+        missing = [r.id for r in records if not r.response]
+        if missing:
+            raise ValueError(f"PA-SFT needs a 'response' on every record; {len(missing)} lack one (e.g. {missing[0]})")
+    if not records:
+        raise ValueError(f"no records in {path}")
+    return records
+
+
+def actor_kwargs(config: RecipeConfig, model_path: str) -> dict[str, Any]:
+    check_model_dir(model_path)
+    return {
+        "model_path": str(model_path),
+        "dtype": config.model.dtype,
+        "family": config.data.prompt,
+        "torch_threads": config.resources.torch_threads,
+        "max_pixels": config.model.max_pixels,
+    }
+
+
+def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, progress: bool = True) -> dict | None:
+    """Balanced accuracy of `model_dir` on `data.eval` (predictions, JSON, CSV, PNG in out_dir)."""
+    if not config.data.eval:
+        return None
+    out_dir = Path(out_dir)
+    records = load_test_set(config.data.eval, config.data.shots)
+    sampling = SamplingConfig(max_new_tokens=config.eval.max_new_tokens)
+    predictions = out_dir / "predictions.jsonl"
+    if predictions.exists():
+        predictions.unlink()  # a new model: never resume another model's predictions
+    run_generation(model_dir, records, predictions, config.data.eval_prompt, config.eval.batch_size, sampling,
+                   config.model.dtype, progress=progress)
+    from ..eval.cli import read_predictions
+
+    report = score_predictions(read_predictions(predictions, "tags"))
+    report.update(location_and_type(predictions))
+    write_report(report, out_dir / "eval.json", config.backbone, config.data.shots)
+    logger.info("evaluation of %s:\n%s", model_dir, format_table(report))
+    return report
+
+
+def location_and_type(predictions: Path) -> dict[str, float | None]:
+    """Over anomalous items: how often the answer is yes and the location (type) earns its reward."""
+    import json
+
+    from rewards import Scorer
+
+    scorer = Scorer()
+    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+    anomalous = [r for r in rows if r["label"]["answer"] == "yes"]
+    if not anomalous:
+        return {"location_accuracy": None, "type_score": None, "format_valid": None}
+    scores = [scorer.score(r["output"], r["label"]) for r in anomalous]
+    all_scores = [scorer.score(r["output"], r["label"]) for r in rows]
+    return {
+        "location_accuracy": sum(s.location for s in scores) / len(scores),
+        "type_score": sum(s.type for s in scores) / len(scores),
+        "format_valid": sum(s.consistency for s in all_scores) / len(all_scores),
+        "mean_reward": sum(s.total for s in all_scores) / len(all_scores),
+    }
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    write_json(summary, path)

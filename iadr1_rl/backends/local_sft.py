@@ -1,0 +1,88 @@
+"""PA-SFT on the local backend: one PolicyActor, full-parameter by default."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+from ..actors import PolicyActor
+from ..train.checkpoint import latest_checkpoint, publish, read_state, staging_dir
+from ..train.config import RecipeConfig, save_config
+from ..train.data_order import batch_at
+from ..train.run_log import RunLogger
+from . import ray_env
+from .local import actor_kwargs, evaluate, resources, training_records, write_summary
+
+logger = logging.getLogger(__name__)
+
+SFT_CURVES = ["loss", "lr", "grad_norm", "samples_per_second"]
+
+
+def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, run_eval: bool = True) -> dict:
+    """Train, checkpoint every `checkpoint.every` steps, save `<output>/final`, evaluate."""
+    import ray
+
+    sft = config.sft
+    out = Path(sft.output or Path(config.run_dir) / "pa_sft")
+    if sft.lora:
+        raise ValueError("LoRA is not implemented: the paper found full-parameter PA-SFT better (sft.lora: false)")
+    records = training_records(config.data.train, need_response=True)
+    total_steps = max(1, math.ceil(sft.epochs * len(records) / sft.batch_size))
+    latest = latest_checkpoint(out) if resume else None
+    start_step = read_state(latest)["step"] if latest else 0
+    init = str(latest) if latest else config.model.path
+    kwargs = actor_kwargs(config, init)  # checks the model folder before Ray starts
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+
+    ray_env.connect(config.resources.ray_address)
+    ray_env.check_resources({"policy": resources(config.resources.policy)})
+    policy = ray_env.remote(PolicyActor, resources(config.resources.policy)).remote(
+        **kwargs, lr=sft.lr, weight_decay=sft.weight_decay, total_steps=total_steps,
+        warmup_steps=int(sft.warmup_ratio * total_steps), grad_clip=sft.grad_clip,
+        gradient_checkpointing=config.model.gradient_checkpointing,
+    )
+    try:
+        if latest:
+            ray.get(policy.load_training_state.remote(str(latest)))
+            logger.info("resumed PA-SFT from %s (step %d)", latest, start_step)
+        log = RunLogger(out, resume_step=start_step)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_steps, initial=start_step, desc="PA-SFT", unit="step")
+        started = time.perf_counter()
+        for step in range(start_step, total_steps):
+            tick = time.perf_counter()
+            batch = batch_at(records, step, sft.batch_size, config.seed)
+            metrics = ray.get(policy.sft_step.remote(batch, sft.gradient_accumulation))
+            elapsed = time.perf_counter() - tick
+            metrics.update(samples_per_second=len(batch) / elapsed, tokens_per_second=metrics["tokens"] / elapsed,
+                           epoch=(step + 1) * sft.batch_size / len(records))
+            log.log(step + 1, metrics)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            if (step + 1) % config.checkpoint.every == 0 and step + 1 < total_steps:
+                staging = staging_dir(out, step + 1)
+                ray.get(policy.save_checkpoint.remote(str(staging)))
+                publish(out, staging, step + 1, {"seed": config.seed, "stage": "pa_sft"}, config.checkpoint.keep)
+        if bar is not None:
+            bar.close()
+        final = out / "final"
+        ray.get(policy.save_model.remote(str(final)))
+    finally:  # a crash frees the actor's resources
+        ray.kill(policy)
+    log.plot(SFT_CURVES, out / "curves.png", title="PA-SFT")
+    log.close()
+    summary = {"steps": total_steps, "final_model": str(final), "train_seconds": time.perf_counter() - started,
+               "final_loss": log.rows[-1]["loss"] if log.rows else None}
+    if run_eval:
+        report = evaluate(config, final, out / "eval", progress)
+        if report is not None:
+            summary["eval"] = report
+    write_summary(out / "summary.json", summary)
+    return summary

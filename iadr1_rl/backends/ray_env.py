@@ -1,0 +1,65 @@
+"""Connecting to Ray, and placing actors only where the cluster can hold them.
+
+Ray waits forever for resources that do not exist; we check first and say what is
+missing. Ray 2.60 writes `~/.ray/auth_token` on an in-process `ray.init()`, after which
+`ray start` / `ray job submit` need a consistent `RAY_AUTH_MODE`; our scripts set it
+(`ray_cluster/start-local.sh`), and a local in-process cluster here is started with
+the same mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Join the job's cluster (under `ray job submit`), `address`, or start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        logger.info("connected to Ray at %s", address)
+        return
+    # A local, loopback-only cluster: keep token auth off (and no token written), so that
+    # a later `ray start` + `ray job submit` in our scripts agree (see ray_cluster/).
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Workers import our packages: give them the checkout on their path.
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True,
+             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+    logger.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
+
+
+def check_resources(requests: dict[str, dict[str, float]]) -> None:
+    """Raise a clear error when the actors cannot all be placed on this cluster."""
+    import ray
+
+    available = ray.cluster_resources()
+    for kind, unit in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+        needed = sum(r.get(kind, 0.0) for r in requests.values())
+        have = float(available.get(unit, 0.0))
+        if needed > have + 1e-9:
+            detail = ", ".join(f"{name} {r.get(kind, 0.0):g}" for name, r in requests.items() if r.get(kind, 0.0))
+            raise RuntimeError(f"impossible resource request: the actors need {needed:g} {unit} ({detail}) "
+                               f"but the Ray cluster has {have:g}; lower resources.* in the config")
+        if unit == "GPU":
+            for name, r in requests.items():
+                if r.get(kind, 0.0) > 1 and not float(r[kind]).is_integer():
+                    raise RuntimeError(f"{name}: fractional GPU counts above 1 cannot be placed ({r[kind]})")
+
+
+def remote(cls: type, resources: dict[str, float], **options: Any):
+    """`ray.remote` with the config's resources (CPU actors share the cores)."""
+    import ray
+
+    return ray.remote(num_cpus=resources.get("num_cpus", 1.0), num_gpus=resources.get("num_gpus", 0.0),
+                      max_restarts=0, **options)(cls)

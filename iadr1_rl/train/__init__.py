@@ -1,0 +1,1 @@
+"""Training math and plumbing: config, SFT and GRPO losses, batches, checkpoints, logs."""

@@ -1,0 +1,39 @@
+"""SC-GRPO: group-relative policy optimisation with the four-part IAD-R1 reward.
+
+    python recipes/sc_grpo.py --config recipes/configs/demo.yaml [key=value …] [--resume]
+    ray job submit --working-dir . -- python recipes/sc_grpo.py --config … --root "$PWD"
+    python recipes/sc_grpo.py --config recipes/configs/qwen2_5_vl_3b.yaml --backend openrlhf [--dry-run]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, in a Ray job too
+
+from iadr1_rl.backends.local_grpo import run_grpo  # noqa: E402
+from iadr1_rl.backends.recipe_cli import parse_recipe_args, recipe_parser, run_recipe  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = recipe_parser(__doc__.split("\n")[1])
+    parser.add_argument("--backend", choices=("local", "openrlhf"), help="overrides resources.backend")
+    parser.add_argument("--dry-run", action="store_true", help="openrlhf: print the command, start nothing")
+    args, config = parse_recipe_args(parser, argv)
+    backend = args.backend or config.resources.backend
+    if backend == "openrlhf":
+        from iadr1_rl.backends import openrlhf
+
+        try:
+            return openrlhf.run(config, dry_run=args.dry_run)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    if args.dry_run:
+        parser.error("--dry-run applies to --backend openrlhf")
+    return run_recipe(run_grpo, args, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The OpenRLHF backend on CPU: the generated arguments parse with OpenRLHF 0.11.2's own
+parser (and pass its own checks) for every shipped config; the dry run prints one
+command; the exported prompts load through OpenRLHF's dataset; the cluster manifests
+parse and name files that exist."""
+
+import runpy
+import shlex
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from iadr1_rl.backends import openrlhf as backend
+from iadr1_rl.train.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
+# train_ppo_ray imports these at the top; they need vLLM / DeepSpeed / flash-attn (GPU only).
+GPU_ONLY = {
+    "openrlhf.trainer.ray": ["create_vllm_engines"],
+    "openrlhf.trainer.ray.launcher": ["RayActorGroup", "ReferenceModelActor", "RewardModelActor"],
+    "openrlhf.trainer.ray.ppo_actor": ["PolicyModelActor"],
+    "openrlhf.trainer.ray.ppo_critic": ["CriticModelActor"],
+}
+
+
+class Parsed(Exception):
+    """Raised where train_ppo_ray would start training: parsing and its checks are done."""
+
+    def __init__(self, args):
+        super().__init__("parsed")
+        self.args = args
+
+
+def parse_with_openrlhf(arguments: list[str], monkeypatch) -> object:
+    import openrlhf.utils
+    import ray
+
+    for name, attributes in GPU_ONLY.items():
+        stub = types.ModuleType(name)
+        for attribute in attributes:
+            setattr(stub, attribute, object())
+        monkeypatch.setitem(sys.modules, name, stub)
+
+    def capture(args):
+        raise Parsed(args)
+
+    monkeypatch.setattr(openrlhf.utils, "get_strategy", capture)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(sys, "argv", ["train_ppo_ray", *arguments])
+    with pytest.raises(Parsed) as parsed:
+        runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__")
+    return parsed.value.args
+
+
+@pytest.fixture
+def config_for(tmp_path, synthetic_records):
+    def make(path: Path, *extra: str):
+        return load_config(path, [f"data.train={synthetic_records}", f"grpo.output={tmp_path / path.stem}",
+                                  f"grpo.init={tmp_path / 'model'}", *extra])
+
+    return make
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_arguments_parse_with_openrlhf(path, config_for, monkeypatch):
+    config = config_for(path)
+    job = backend.prepare(config)
+    assert job.command[1:3] == ["-m", "openrlhf.cli.train_ppo_ray"]
+    args = parse_with_openrlhf(job.command[3:], monkeypatch)
+    assert args.algo.advantage.estimator == "group_norm"
+    assert args.rollout.n_samples_per_prompt == config.grpo.group_size
+    assert args.algo.kl.use_loss and args.algo.kl.estimator == "k3"
+    assert args.algo.kl.init_coef == config.grpo.beta and args.actor.eps_clip == config.grpo.clip
+    assert args.rollout.max_new_tokens == config.grpo.max_new_tokens
+    assert args.data.image_key == "images" and args.data.label_key == "label"
+    assert args.data.max_images_per_prompt == (2 if config.data.shots else 1)
+    assert args.reward.remote_url == [str(backend.REWARD_FILE)]
+    assert args.vllm.num_engines == config.openrlhf.vllm_num_engines
+    assert args.ds.zero_stage == config.openrlhf.zero_stage
+
+
+def test_reward_server_url_and_one_shot(config_for, monkeypatch):
+    config = config_for(CONFIGS[-1], "openrlhf.reward=http://10.0.0.5:5000/get_reward", "data.shots=0")
+    args = parse_with_openrlhf(backend.prepare(config).command[3:], monkeypatch)
+    assert args.reward.remote_url == ["http://10.0.0.5:5000/get_reward"]
+    with pytest.raises(ValueError, match="openrlhf.reward"):
+        backend.reward_target(config_for(CONFIGS[-1], "openrlhf.reward=somewhere"))
+
+
+def test_dry_run_prints_one_command(tmp_path, synthetic_records):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "sc_grpo.py"), "--config", str(ROOT / "recipes/configs/qwen2_5_vl_3b.yaml"),
+         "--backend", "openrlhf", "--dry-run", f"data.train={synthetic_records}", f"grpo.output={tmp_path / 'out'}"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    commands = [line for line in lines if "-m openrlhf.cli.train_ppo_ray" in line]
+    assert len(commands) == 1 and shlex.split(commands[0])[1:3] == ["-m", "openrlhf.cli.train_ppo_ray"]
+    assert any(line.startswith("prompt data: ") and line.endswith("openrlhf_prompts.jsonl") for line in lines)
+    assert (tmp_path / "out" / "openrlhf_prompts.jsonl").is_file()
+    assert not (tmp_path / "out" / "checkpoints").exists()  # nothing started
+
+
+def test_exported_prompts_load_through_openrlhf_dataset(config_for, tiny_processor):
+    import json
+    from types import SimpleNamespace
+
+    from openrlhf.datasets.prompts_dataset import PromptDataset
+
+    job = backend.prepare(config_for(CONFIGS[0]))
+    rows = [json.loads(line) for line in job.prompt_data.read_text().splitlines()][:4]
+    data = SimpleNamespace(input_key="prompt", label_key="label", apply_chat_template=True, image_key="images")
+    dataset = PromptDataset(rows, tiny_processor, SimpleNamespace(args=SimpleNamespace(data=data),
+                                                                  is_rank_0=lambda: True))
+    assert len(dataset) == 4
+    _, prompt, label, images = dataset[0]
+    assert prompt.count("<|image_pad|>") == 1 and len(images) == 1 and Path(images[0]).is_file()
+    assert json.loads(label)["answer"] in ("yes", "no")
+
+
+def test_cluster_manifests_parse_and_name_real_files():
+    rayjob = yaml.safe_load((ROOT / "ray_cluster" / "rayjob.yaml").read_text())
+    entry = shlex.split(rayjob["spec"]["entrypoint"])
+    assert entry[1] == "recipes/sc_grpo.py" and (ROOT / entry[1]).is_file()
+    assert (ROOT / entry[entry.index("--config") + 1]).is_file()
+    tag = (ROOT / "ray_cluster" / "Dockerfile").read_text().splitlines()[0].removeprefix("# image: ")
+    spec = rayjob["spec"]["rayClusterSpec"]
+    images = [c["image"] for c in spec["headGroupSpec"]["template"]["spec"]["containers"]]
+    images += [c["image"] for g in spec["workerGroupSpecs"] for c in g["template"]["spec"]["containers"]]
+    assert images and set(images) == {tag}
+    cluster = yaml.safe_load((ROOT / "ray_cluster" / "cluster.yaml").read_text())
+    assert any("requirements-nodeps.txt" in c for c in cluster["setup_commands"])
+    assert cluster["available_node_types"]["gpu_worker"]["resources"]["GPU"] >= 1
+    runtime = yaml.safe_load((ROOT / "ray_cluster" / "runtime_env.yaml").read_text())
+    setup = (ROOT / "setup.py").read_text()
+    assert all(f'"{pin}"' in setup for pin in runtime["pip"]["packages"])  # the same pins as setup.py

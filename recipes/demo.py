@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     run_dir = args.run_dir.resolve()
     overrides = [f"run_dir={run_dir}", f"model.path={run_dir / 'tiny_model'}",
-                 f"data.train={run_dir / 'data/train/records.jsonl'}", f"data.eval={run_dir / 'data/test/records.jsonl'}",
+                 f"data.train={run_dir / 'data/train/records.jsonl'}",
+                 f"data.eval={run_dir / 'data/test/records.jsonl'}",
                  f"sft.output={run_dir / 'pa_sft'}", f"grpo.output={run_dir / 'sc_grpo'}",
                  f"grpo.init={run_dir / 'pa_sft/final'}", *args.overrides]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, in a Ray job too
 
-from iadr1_rl.backends.local_sft import run_sft  # noqa: E402
-from iadr1_rl.backends.recipe_cli import parse_recipe_args, recipe_parser, run_recipe  # noqa: E402
+from iadr1_rl.backends.local_sft import run_sft
+from iadr1_rl.backends.recipe_cli import parse_recipe_args, recipe_parser, run_recipe
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,14 +87,15 @@ def test_reward_server_url_and_one_shot(config_for, monkeypatch):
     config = config_for(CONFIGS[-1], "openrlhf.reward=http://10.0.0.5:5000/get_reward", "data.shots=0")
     args = parse_with_openrlhf(backend.prepare(config).command[3:], monkeypatch)
     assert args.reward.remote_url == ["http://10.0.0.5:5000/get_reward"]
-    with pytest.raises(ValueError, match="openrlhf.reward"):
+    with pytest.raises(ValueError, match=r"openrlhf\.reward"):
         backend.reward_target(config_for(CONFIGS[-1], "openrlhf.reward=somewhere"))
 
 
 def test_dry_run_prints_one_command(tmp_path, synthetic_records):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "recipes" / "sc_grpo.py"), "--config", str(ROOT / "recipes/configs/qwen2_5_vl_3b.yaml"),
-         "--backend", "openrlhf", "--dry-run", f"data.train={synthetic_records}", f"grpo.output={tmp_path / 'out'}"],
+        [sys.executable, str(ROOT / "recipes" / "sc_grpo.py"), "--config",
+         str(ROOT / "recipes/configs/qwen2_5_vl_3b.yaml"), "--backend", "openrlhf", "--dry-run",
+         f"data.train={synthetic_records}", f"grpo.output={tmp_path / 'out'}"],
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr

@@ -139,5 +139,5 @@ def test_clear_errors_before_anything_starts(ray_session, tmp_path, tiny_model_d
         run_sft(load_config(None, [*base, f"model.path={tmp_path / 'missing'}"]), progress=False)
     with pytest.raises(FileNotFoundError, match="training data not found"):
         run_sft(load_config(None, [*base, f"data.train={tmp_path / 'none.jsonl'}"]), progress=False)
-    with pytest.raises(RuntimeError, match="impossible resource request.*GPU"):
+    with pytest.raises(RuntimeError, match=r"impossible resource request.*GPU"):
         run_sft(load_config(None, [*base, "resources.policy.num_gpus=2"]), progress=False)

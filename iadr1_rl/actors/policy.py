@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
+from ..data.records import Record
 from ..train.losses import grpo_loss, masked_mean, sft_loss
 from ..train.schedule import warmup_cosine
-from ..data.records import Record
 from ..train.sequences import Sample, target_ids, token_logprobs
 from .base import ModelActor
 

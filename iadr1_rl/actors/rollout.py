@@ -44,7 +44,9 @@ class RolloutActor(ModelActor):
         return self.version
 
     @torch.no_grad()
-    def generate(self, records: Sequence[Record], group_size: int, sampling: SamplingConfig, seed: int) -> list[Rollout]:
+    def generate(
+        self, records: Sequence[Record], group_size: int, sampling: SamplingConfig, seed: int
+    ) -> list[Rollout]:
         """`group_size` sampled completions for each record, in record order."""
         torch.manual_seed(seed)  # sampling depends on (seed, step) only: resumable
         inputs = encode_prompts(self.processor, records, self.family).to(self.model.device)

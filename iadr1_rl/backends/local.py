@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.records import Record, load_records, write_json
+from ..eval.answers import read_predictions
 from ..eval.generate import load_test_set, run_generation
 from ..eval.metrics import score_predictions
 from ..eval.report import format_table, write_report
@@ -61,8 +62,6 @@ def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, p
         predictions.unlink()  # a new model: never resume another model's predictions
     run_generation(model_dir, records, predictions, config.data.eval_prompt, config.eval.batch_size, sampling,
                    config.model.dtype, progress=progress)
-    from ..eval.cli import read_predictions
-
     report = score_predictions(read_predictions(predictions, "tags"))
     report.update(location_and_type(predictions))
     write_report(report, out_dir / "eval.json", config.backbone, config.data.shots)

@@ -23,8 +23,10 @@ from .local import actor_kwargs, evaluate, resources, training_records, write_su
 
 logger = logging.getLogger(__name__)
 
-GRPO_CURVES = ["reward_total", "reward_accuracy", "reward_location", "reward_type", "reward_consistency", "kl",
-               "loss", "clip_fraction", "response_length", "groups_without_signal", "location_accuracy", "samples_per_second"]
+GRPO_CURVES = [
+    "reward_total", "reward_accuracy", "reward_location", "reward_type", "reward_consistency", "kl", "loss",
+    "clip_fraction", "response_length", "groups_without_signal", "location_accuracy", "samples_per_second",
+]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -7,34 +7,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from ..models.generation import SamplingConfig
-from .answers import FORMATS, extract_prediction
+from .answers import FORMATS, read_predictions
 from .generate import load_test_set, run_generation
 from .metrics import score_predictions
 from .paper import IAD_R1
 from .report import format_table, write_report
-
-
-def read_predictions(path: Path, fmt: str) -> list[tuple[str, str, str | None]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                predicted = extract_prediction(row["output"], fmt)
-                rows.append((row.get("dataset") or "unknown", row["label"]["answer"], predicted))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a prediction line ({error})") from error
-    return rows
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -90,5 +90,18 @@ def location_and_type(predictions: Path) -> dict[str, float | None]:
     }
 
 
+def maybe_checkpoint(policy, out: Path, step: int, total: int, config: RecipeConfig, stage: str) -> None:
+    """Every `checkpoint.every` steps (not the last: `final/` follows), an atomic checkpoint."""
+    import ray
+
+    from ..train.checkpoint import publish, staging_dir
+
+    if step % config.checkpoint.every or step >= total:
+        return
+    staging = staging_dir(out, step)
+    ray.get(policy.save_checkpoint.remote(str(staging)))
+    publish(out, staging, step, {"seed": config.seed, "stage": stage}, config.checkpoint.keep)
+
+
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     write_json(summary, path)

@@ -13,13 +13,13 @@ from rewards import Scorer
 
 from ..actors import PolicyActor, ReferenceActor, RolloutActor
 from ..models.generation import SamplingConfig
-from ..train.checkpoint import latest_checkpoint, publish, read_state, staging_dir
+from ..train.checkpoint import latest_checkpoint, read_state
 from ..train.config import RecipeConfig, save_config
 from ..train.data_order import batch_at
 from ..train.run_log import RunLogger
 from ..train.sequences import Sample
 from . import ray_env
-from .local import actor_kwargs, evaluate, resources, training_records, write_summary
+from .local import actor_kwargs, evaluate, maybe_checkpoint, resources, training_records, write_summary
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +158,7 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward_total']:.2f}", kl=f"{metrics.get('kl', 0):.4f}")
-            if (step + 1) % config.checkpoint.every == 0 and step + 1 < grpo.steps:
-                staging = staging_dir(out, step + 1)
-                ray.get(policy.save_checkpoint.remote(str(staging)))
-                publish(out, staging, step + 1, {"seed": config.seed, "stage": "sc_grpo"}, config.checkpoint.keep)
+            maybe_checkpoint(policy, out, step + 1, grpo.steps, config, "sc_grpo")
         if bar is not None:
             bar.close()
         final = out / "final"
@@ -179,6 +176,7 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
         "train_seconds": time.perf_counter() - started,
         "mean_reward_start": statistics.fmean(rewards[:window]) if rewards else None,
         "mean_reward_end": statistics.fmean(rewards[-window:]) if rewards else None,
+        "reward_window": window,
     }
     if run_eval:
         report = evaluate(config, final, out / "eval", progress)

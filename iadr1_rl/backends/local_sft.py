@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 from ..actors import PolicyActor
-from ..train.checkpoint import latest_checkpoint, publish, read_state, staging_dir
+from ..train.checkpoint import latest_checkpoint, read_state
 from ..train.config import RecipeConfig, save_config
 from ..train.data_order import batch_at
 from ..train.run_log import RunLogger
 from . import ray_env
-from .local import actor_kwargs, evaluate, resources, training_records, write_summary
+from .local import actor_kwargs, evaluate, maybe_checkpoint, resources, training_records, write_summary
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-            if (step + 1) % config.checkpoint.every == 0 and step + 1 < total_steps:
-                staging = staging_dir(out, step + 1)
-                ray.get(policy.save_checkpoint.remote(str(staging)))
-                publish(out, staging, step + 1, {"seed": config.seed, "stage": "pa_sft"}, config.checkpoint.keep)
+            maybe_checkpoint(policy, out, step + 1, total_steps, config, "pa_sft")
         if bar is not None:
             bar.close()
         final = out / "final"

@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
+from ..cli_errors import run_command
 from .converters import (
     from_authors_grpo,
     from_mmad,
@@ -23,7 +23,7 @@ from .converters import (
     to_sharegpt,
 )
 from .defect_types import load_type_map
-from .records import RecordError, iter_records, write_json, write_jsonl, write_records
+from .records import iter_records, write_json, write_jsonl, write_records
 from .synth import CATEGORIES, DEFECT_TYPES, SynthConfig, synthesize
 from .validate import validate_file
 
@@ -139,13 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RecordError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ class Parsed(Exception):
 
     def __init__(self, args):
         super().__init__("parsed")
-        self.args = args
+        self.parsed = args
 
 
 def parse_with_openrlhf(arguments: list[str], monkeypatch) -> object:
@@ -53,7 +53,7 @@ def parse_with_openrlhf(arguments: list[str], monkeypatch) -> object:
     monkeypatch.setattr(sys, "argv", ["train_ppo_ray", *arguments])
     with pytest.raises(Parsed) as parsed:
         runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__")
-    return parsed.value.args
+    return parsed.value.parsed
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Recipe configs: every shipped YAML loads; overrides and bad keys are handled clearly."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_overrides_and_round_trip(tmp_path):
      ("grpo=3", "grpo must be a mapping"), ("nonsense", "section.key=value")],
 )
 def test_bad_overrides_are_named(override, words):
-    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(words)):
         load_config(None, [override])
 
 

@@ -124,10 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--train-n", type=int, default=3000)
     parser.add_argument("--test-n", type=int, default=300)
+    parser.add_argument("--fresh", action="store_true", help="delete the run folder first (default: reuse/resume)")
     parser.add_argument("overrides", nargs="*", help="config overrides for both recipes (section.key=value)")
     args = parser.parse_args(argv)
     started = time.time()
     run_dir = args.run_dir.resolve()
+    if args.fresh and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
     overrides = [f"run_dir={run_dir}", f"model.path={run_dir / 'tiny_model'}",
                  f"data.train={run_dir / 'data/train/records.jsonl'}",
                  f"data.eval={run_dir / 'data/test/records.jsonl'}",

@@ -191,3 +191,16 @@ def test_scorer_config_file(tmp_path):
     assert scorer.type_matcher.match("fissure", "crack").rule == "category"
     with pytest.raises(ValueError, match="unknown keys"):
         Scorer.from_config({"grids": [3, 3]})
+
+
+def test_core_scorer_imports_no_extras():
+    """The scorer's core needs only the standard library, regex, rapidfuzz and nltk (numpy is
+    picked up by nltk when it happens to be installed, so it is not in the list)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, rewards; rewards.Scorer().score('x', {'answer': 'no'}); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'yaml', 'fastapi', "
+            "'transformers', 'ray', 'iadr1_rl', 'tqdm', 'pydantic'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -249,21 +249,20 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         metrics.error("internal")
         return _error(500, "internal error")
 
-    @app.post("/get_reward", response_model=RewardResponse)
-    async def get_reward(request: Request, body: RewardRequest):
-        rejected = authorise(request) or too_many(len(body.query))
+    async def scoring_call(request: Request, texts: list[str], function, *args) -> JSONResponse:
+        """Auth, the item cap, then scoring (texts: the queries or completions)."""
+        rejected = authorise(request) or too_many(len(texts))
         if rejected:
             return rejected
-        size = sum(map(len, body.query))
-        return await run_scoring(score_queries, size, body.query, body.prompts, body.labels)
+        return await run_scoring(function, sum(map(len, texts)), texts, *args)
+
+    @app.post("/get_reward", response_model=RewardResponse)
+    async def get_reward(request: Request, body: RewardRequest):
+        return await scoring_call(request, body.query, score_queries, body.prompts, body.labels)
 
     @app.post("/score", response_model=ScoreResponse)
     async def score(request: Request, body: ScoreRequest):
-        rejected = authorise(request) or too_many(len(body.completions))
-        if rejected:
-            return rejected
-        size = sum(map(len, body.completions))
-        return await run_scoring(score_completions, size, body.completions, body.labels, body.group)
+        return await scoring_call(request, body.completions, score_completions, body.labels, body.group)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

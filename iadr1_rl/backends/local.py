@@ -103,5 +103,12 @@ def maybe_checkpoint(policy, out: Path, step: int, total: int, config: RecipeCon
     publish(out, staging, step, {"seed": config.seed, "stage": stage}, config.checkpoint.keep)
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    write_json(summary, path)
+def finish(config: RecipeConfig, final: Path, out: Path, summary: dict[str, Any], run_eval: bool,
+           progress: bool) -> dict[str, Any]:
+    """Evaluate the final model (unless told not to) and write `summary.json`."""
+    if run_eval:
+        report = evaluate(config, final, out / "eval", progress)
+        if report is not None:
+            summary["eval"] = report
+    write_json(summary, out / "summary.json")
+    return summary

@@ -19,7 +19,7 @@ from ..train.data_order import batch_at
 from ..train.run_log import RunLogger
 from ..train.sequences import Sample
 from . import ray_env
-from .local import actor_kwargs, evaluate, maybe_checkpoint, resources, training_records, write_summary
+from .local import actor_kwargs, finish, maybe_checkpoint, resources, training_records
 
 logger = logging.getLogger(__name__)
 
@@ -178,9 +178,4 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
         "mean_reward_end": statistics.fmean(rewards[-window:]) if rewards else None,
         "reward_window": window,
     }
-    if run_eval:
-        report = evaluate(config, final, out / "eval", progress)
-        if report is not None:
-            summary["eval"] = report
-    write_summary(out / "summary.json", summary)
-    return summary
+    return finish(config, final, out, summary, run_eval, progress)

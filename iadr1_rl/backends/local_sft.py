@@ -13,7 +13,7 @@ from ..train.config import RecipeConfig, save_config
 from ..train.data_order import batch_at
 from ..train.run_log import RunLogger
 from . import ray_env
-from .local import actor_kwargs, evaluate, maybe_checkpoint, resources, training_records, write_summary
+from .local import actor_kwargs, finish, maybe_checkpoint, resources, training_records
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +77,4 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
     log.close()
     summary = {"steps": total_steps, "final_model": str(final), "train_seconds": time.perf_counter() - started,
                "final_loss": log.rows[-1]["loss"] if log.rows else None}
-    if run_eval:
-        report = evaluate(config, final, out / "eval", progress)
-        if report is not None:
-            summary["eval"] = report
-    write_summary(out / "summary.json", summary)
-    return summary
+    return finish(config, final, out, summary, run_eval, progress)

@@ -68,12 +68,11 @@ class RunLogger:
         for axis, key in zip(axes.flat, keys):
             points = [(r["step"], r[key]) for r in self.rows if key in r]
             axis.plot([p[0] for p in points], [p[1] for p in points], linewidth=1.2)
-            if len(points) >= 10:  # a moving average makes noisy RL curves readable
-                window = max(2, len(points) // 20)
+            if len(points) >= 10:  # a centred moving average makes noisy RL curves readable
+                half = max(1, len(points) // 40)
                 values = [p[1] for p in points]
-                smooth = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
-                          for i in range(len(values))]
-                axis.plot([p[0] for p in points], smooth, linewidth=2)
+                windows = [values[max(0, i - half) : i + half + 1] for i in range(len(values))]
+                axis.plot([p[0] for p in points], [sum(w) / len(w) for w in windows], linewidth=2)
             axis.set_title(key, fontsize=9)
             axis.set_xlabel("step", fontsize=8)
             axis.tick_params(labelsize=7)

@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from iadr1_rl.backends.local import location_and_type  # noqa: E402
 from iadr1_rl.data.prompts import prompt_text  # noqa: E402
 from iadr1_rl.data.records import load_records, write_json  # noqa: E402
 from iadr1_rl.data.synth import SynthConfig, synthesize  # noqa: E402
+from iadr1_rl.eval.metrics import reward_summary  # noqa: E402
 from iadr1_rl.models.tiny import build_tiny_vlm  # noqa: E402
 
 CONFIG = ROOT / "recipes" / "configs" / "demo.yaml"
@@ -75,7 +75,7 @@ def evaluate(model: Path, test: Path, out: Path, env: dict[str, str]) -> dict:
                     "--prompt", "train", "--batch-size", "64", "--max-new-tokens", "48"], check=True, env=env)
     subprocess.run([*eval_cli, "score", str(predictions), "--json", str(out / "eval.json")], check=True, env=env)
     report = json.loads((out / "eval.json").read_text())
-    return {"balanced_accuracy": report["average_balanced_accuracy"], **location_and_type(predictions)}
+    return {"balanced_accuracy": report["average_balanced_accuracy"], **reward_summary(predictions)}
 
 
 def _rise(before: float | None, after: float | None, noise: float) -> tuple[bool, str]:

@@ -14,14 +14,14 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
 from .scorer import PARTS, Scorer
 
 
-def _progress(lines: list[str], enabled: bool) -> Iterator[str] | list[str]:
+def _progress(lines: Iterable[str], enabled: bool) -> Iterable[str]:
     if not enabled:
         return lines
     try:
@@ -62,32 +62,31 @@ def run(input_path: Path, output: TextIO | None, scorer: Scorer, strict: bool, p
     totals = dict.fromkeys((*PARTS, "total"), 0.0)
     confusion: Counter = Counter()
     count = skipped = 0
-    with input_path.open(encoding="utf-8", errors="surrogateescape") as handle:
-        lines = handle.read().splitlines()
-    for number, line in enumerate(_progress(lines, progress), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = _parse_line(number, line)
+    with input_path.open(encoding="utf-8", errors="surrogateescape") as handle:  # streamed, never read whole
+        for number, line in enumerate(_progress(handle, progress), start=1):
+            if not line.strip():
+                continue
             try:
-                label = scorer.parse_label(record["label"])
-                result = scorer.score(record["completion"], label)
+                record = _parse_line(number, line)
+                try:
+                    label = scorer.parse_label(record["label"])
+                    result = scorer.score(record["completion"], label)
+                except ValueError as error:
+                    raise ValueError(f"line {number}: {error}") from error
             except ValueError as error:
-                raise ValueError(f"line {number}: {error}") from error
-        except ValueError as error:
-            if strict:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
-            print(f"skipped {error}", file=sys.stderr)
-            skipped += 1
-            continue
-        count += 1
-        for part in totals:
-            totals[part] += getattr(result, part)
-        confusion[(label.answer, result.answer)] += 1
-        if output is not None:
-            record["reward"] = result.as_dict()
-            output.write(json.dumps(record, ensure_ascii=False) + "\n")
+                if strict:
+                    print(f"error: {error}", file=sys.stderr)
+                    return 2
+                print(f"skipped {error}", file=sys.stderr)
+                skipped += 1
+                continue
+            count += 1
+            for part in totals:
+                totals[part] += getattr(result, part)
+            confusion[(label.answer, result.answer)] += 1
+            if output is not None:
+                record["reward"] = result.as_dict()
+                output.write(json.dumps(record, ensure_ascii=False) + "\n")
     print(format_summary(totals, count, confusion, skipped))
     return 0
 

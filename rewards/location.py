@@ -75,12 +75,14 @@ def _clause_cells(words: list[str], rows: int, columns: int) -> set[int]:
     return {r * columns + c + 1 for r in row_range for c in column_range}
 
 
-@lru_cache(maxsize=16384)
-def _cached_cells(text: str, rows: int, columns: int) -> frozenset[int]:
+def _cells(text: str, rows: int, columns: int) -> frozenset[int]:
     cells: set[int] = set()
     for words in _clauses(text):
         cells |= _clause_cells(words, rows, columns)
     return frozenset(cells)
+
+
+_cached_cells = lru_cache(maxsize=16384)(_cells)
 
 
 def location_cells(text: str | None, grid: Iterable[int] = (3, 3)) -> frozenset[int]:
@@ -101,13 +103,8 @@ def cells_on_grid(text: str | None, rows: int, columns: int) -> frozenset[int]:
     """`location_cells` for a grid already checked (the scorer's hot path)."""
     if not text:
         return frozenset()
-    if len(text) > 4096:
-        # Too long to be worth caching; still linear.
-        cells: set[int] = set()
-        for words in _clauses(text):
-            cells |= _clause_cells(words, rows, columns)
-        return frozenset(cells)
-    return _cached_cells(text, rows, columns)
+    # Long texts stay out of the cache (memory); the computation is linear either way.
+    return _cached_cells(text, rows, columns) if len(text) <= 4096 else _cells(text, rows, columns)
 
 
 def cells_to_text(cells: Iterable[int], grid: Iterable[int] = (3, 3)) -> str:

@@ -1,6 +1,7 @@
 """The reward server over real HTTP: a real `iadr1-reward-server` process per test."""
 
 import json
+import os
 import socket
 
 import httpx
@@ -149,10 +150,16 @@ def test_metrics_and_openapi(server):
     assert {"/get_reward", "/score", "/health"} <= set(schema["paths"])
 
 
-def test_binds_loopback_by_default(server):
-    assert server.url.startswith("http://127.0.0.1")
+def test_binds_loopback_by_default(monkeypatch):
+    import uvicorn
+
     from rewards.server import main
 
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.update(kwargs))
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("IADR1_")})
+    assert main([]) == 0
+    assert started["host"] == "127.0.0.1" and started["port"] == 5000 and started["workers"] == 1
     with pytest.raises(SystemExit):
         main(["--workers", "0"])
 

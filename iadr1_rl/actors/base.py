@@ -33,13 +33,10 @@ class ModelActor:
     def batch(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.model.device) for k, v in collate(self.processor, samples, self.family).items()}
 
-    def _response_logprobs(self, samples: Sequence[Sample]) -> list[list[float]]:
+    @torch.no_grad()
+    def response_logprobs(self, samples: Sequence[Sample]) -> list[list[float]]:
+        """log p of each response token, per sample (no gradients)."""
         batch = self.batch(samples)
         logprobs = token_logprobs(self.model, batch)
         mask = batch["response_mask"][:, 1:]
         return [row[m].tolist() for row, m in zip(logprobs, mask)]
-
-    @torch.no_grad()
-    def response_logprobs(self, samples: Sequence[Sample]) -> list[list[float]]:
-        """log p of each response token, per sample (no gradients)."""
-        return self._response_logprobs(samples)

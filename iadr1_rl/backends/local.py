@@ -10,7 +10,7 @@ from typing import Any
 from ..data.records import Record, load_records, write_json
 from ..eval.answers import read_predictions
 from ..eval.generate import load_test_set, run_generation
-from ..eval.metrics import score_predictions
+from ..eval.metrics import reward_summary, score_predictions
 from ..eval.report import format_table, write_report
 from ..models.generation import SamplingConfig
 from ..models.loading import check_model_dir
@@ -63,31 +63,10 @@ def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, p
     run_generation(model_dir, records, predictions, config.data.eval_prompt, config.eval.batch_size, sampling,
                    config.model.dtype, progress=progress)
     report = score_predictions(read_predictions(predictions, "tags"))
-    report.update(location_and_type(predictions))
+    report.update(reward_summary(predictions))
     write_report(report, out_dir / "eval.json", config.backbone, config.data.shots)
     logger.info("evaluation of %s:\n%s", model_dir, format_table(report))
     return report
-
-
-def location_and_type(predictions: Path) -> dict[str, float | None]:
-    """Over anomalous items: how often the answer is yes and the location (type) earns its reward."""
-    import json
-
-    from rewards import Scorer
-
-    scorer = Scorer()
-    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
-    anomalous = [r for r in rows if r["label"]["answer"] == "yes"]
-    if not anomalous:
-        return {"location_accuracy": None, "type_score": None, "format_valid": None}
-    scores = [scorer.score(r["output"], r["label"]) for r in anomalous]
-    all_scores = [scorer.score(r["output"], r["label"]) for r in rows]
-    return {
-        "location_accuracy": sum(s.location for s in scores) / len(scores),
-        "type_score": sum(s.type for s in scores) / len(scores),
-        "format_valid": sum(s.consistency for s in all_scores) / len(all_scores),
-        "mean_reward": sum(s.total for s in all_scores) / len(all_scores),
-    }
 
 
 def maybe_checkpoint(policy, out: Path, step: int, total: int, config: RecipeConfig, stage: str) -> None:

@@ -19,7 +19,7 @@ from rewards import parse_label
 from .defect_types import defect_type
 from .masks import DEFAULT_MIN_SHARE, location_text, mask_file_cells
 from .prompts import QUESTION, build_messages, prompt_text
-from .records import Record, resolve_path
+from .records import Record, relative_path, resolve_path
 
 logger = logging.getLogger(__name__)
 
@@ -266,9 +266,7 @@ def to_sharegpt(records: Iterable[Record], base: Path) -> list[dict[str, Any]]:
 
 
 def _relative_images(record: Record, base: Path) -> list[str]:
-    import os
-
-    return [os.path.relpath(p, base) for p in record.images]
+    return [relative_path(p, base) for p in record.images]
 
 
 # ------------------------------------------------------------------------- OpenRLHF

@@ -86,7 +86,3 @@ def render_prompt(processor, family: str, shots: int, question: str = QUESTION) 
     """The prompt as the model sees it: its chat template with a generation prompt."""
     messages = build_messages(prompt_text(family, shots, question))
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
-def image_count(text: str) -> int:
-    return text.count("{image}")

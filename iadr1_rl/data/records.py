@@ -54,7 +54,7 @@ class Record:
 
     def to_json(self, base: Path | None = None) -> dict[str, Any]:
         """The JSONL form; image paths relative to `base` (the file's folder) when given."""
-        images = [_relative(p, base) for p in self.images] if base is not None else list(self.images)
+        images = [relative_path(p, base) for p in self.images] if base is not None else list(self.images)
         row: dict[str, Any] = {"id": self.id, "images": images, "question": self.question, "label": self.label}
         if self.response is not None:
             row["response"] = self.response
@@ -104,7 +104,8 @@ def resolve_path(base: Path | None, path: str) -> str:
     return os.path.normpath(base / path)
 
 
-def _relative(path: str, base: Path) -> str:
+def relative_path(path: str, base: Path) -> str:
+    """`path` relative to `base` (as written into files), or as is when impossible."""
     try:
         return os.path.relpath(path, base)
     except ValueError:  # another drive on Windows

@@ -266,10 +266,6 @@ NORMAL_SEEN = [
 ]
 
 
-def _where_words(cells: list[int], grid: tuple[int, int]) -> str:
-    return location_text(cells, grid)
-
-
 def chain_of_thought(kind: str | None, category: str, cells: list[int], grid, rng: random.Random, cot: str) -> str:
     """The PA-SFT target: reasoning in three layers, then the tags of the spec's pattern."""
     surface = rng.choice(SURFACE_WORDS[category])
@@ -282,7 +278,7 @@ def chain_of_thought(kind: str | None, category: str, cells: list[int], grid, rn
                 f"Nothing matches a known defect, so the {category} is normal."
             )
         return f"<think>{think}</think><answer>no</answer>"
-    where = _where_words(cells, grid)
+    where = location_text(cells, grid)
     place = rng.choice(WHERE).format(where=where)
     defect_type = DEFECT_TYPES[kind]
     if cot == "short":

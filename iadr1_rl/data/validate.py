@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rewards import Scorer
-from rewards.patterns import ANOMALOUS_SEQUENCE, NORMAL_SEQUENCE, extract_answer, parse_completion
+from rewards.patterns import ANOMALOUS_SEQUENCE, NORMAL_SEQUENCE, normalise_answer, parse_completion
 
 from .records import Record
 
@@ -41,7 +41,7 @@ def record_problems(record: Record, scorer: Scorer, check_images: bool = True) -
         if not parsed.matches(sequence):
             kind = "anomalous" if label.anomalous else "normal"
             problems.append(f"response does not follow the {kind} tag pattern of its label")
-        answer = extract_answer(record.response)
+        answer = normalise_answer(parsed.single_content("answer"))
         if answer != label.answer:
             problems.append(f"response answers {answer!r} but the label says {label.answer!r}")
     return problems

@@ -9,9 +9,11 @@ accuracy: it is None, with a note, never a division by zero.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -73,4 +75,24 @@ def score_predictions(rows: Iterable[tuple[str, str, str | None]]) -> dict:
     return {
         "datasets": datasets,
         "average_balanced_accuracy": sum(defined) / len(defined) if defined else None,
+    }
+
+
+def reward_summary(predictions: Path) -> dict[str, float | None]:
+    """Each prediction scored once by the SC-GRPO reward: format validity and mean reward
+    over all items; location accuracy and type score over the anomalous ones (gated on a
+    `yes` answer, as the reward is)."""
+    from rewards import Scorer
+
+    scorer = Scorer()
+    rows = [json.loads(line) for line in Path(predictions).read_text().splitlines() if line.strip()]
+    scored = [(row["label"]["answer"] == "yes", scorer.score(row["output"], row["label"])) for row in rows]
+    anomalous = [s for is_anomalous, s in scored if is_anomalous]
+    if not scored:
+        return {"location_accuracy": None, "type_score": None, "format_valid": None, "mean_reward": None}
+    return {
+        "location_accuracy": sum(s.location for s in anomalous) / len(anomalous) if anomalous else None,
+        "type_score": sum(s.type for s in anomalous) / len(anomalous) if anomalous else None,
+        "format_valid": sum(s.consistency for _, s in scored) / len(scored),
+        "mean_reward": sum(s.total for _, s in scored) / len(scored),
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -36,9 +35,3 @@ def load_vlm(path: str | Path, dtype: str = "float32", device: str = "cpu", max_
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=getattr(torch, dtype))
     model.to(device).eval()
     return model, processor
-
-
-def model_family(path: str | Path) -> str:
-    """`qwen2_vl`, `qwen2_5_vl`, `llava`, `llava_next`, `llava_onevision`, … from config.json."""
-    config = json.loads((Path(path) / "config.json").read_text())
-    return str(config.get("model_type", "unknown"))

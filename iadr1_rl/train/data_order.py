@@ -25,8 +25,11 @@ def batch_at(items: Sequence[T], step: int, batch_size: int, seed: int) -> list[
     if not items:
         raise ValueError("no training data")
     n = len(items)
+    orders: dict[int, list[int]] = {}  # a batch touches one or two epochs: shuffle each once
     batch = []
     for position in range(step * batch_size, (step + 1) * batch_size):
         epoch, index = divmod(position, n)
-        batch.append(items[epoch_order(n, seed, epoch)[index]])
+        if epoch not in orders:
+            orders[epoch] = epoch_order(n, seed, epoch)
+        batch.append(items[orders[epoch][index]])
     return batch

@@ -24,6 +24,9 @@ TRAIN = [
 OPENRLHF_CPU = [
     "sympy==1.14.0", "pylatexenc==2.10", "aiohttp==3.14.5", "jsonlines==4.0.0", "einops==0.8.2", "datasets==5.2.0",
 ]
+# Data-parallel PA-SFT (sft.strategy: deepspeed); the version OpenRLHF 0.11.2 pins. Runs on
+# CPU too (gloo), which is how the tests check it.
+DEEPSPEED = ["deepspeed==0.19.6"]
 TEST = ["pytest==9.2.0", "hypothesis==6.170.15", "httpx==0.28.1", "ruff==0.17.6", "requests==2.34.2"]
 
 setup(
@@ -40,8 +43,9 @@ setup(
         "data": DATA,
         "train": TRAIN,
         "openrlhf-cpu": OPENRLHF_CPU,
+        "deepspeed": DEEPSPEED,
         "test": TEST,
-        "all": SERVER + TRAIN + OPENRLHF_CPU + TEST,
+        "all": SERVER + TRAIN + OPENRLHF_CPU + DEEPSPEED + TEST,
     },
     entry_points={
         "console_scripts": [

@@ -165,3 +165,14 @@ def tiny_model_dir(tmp_path_factory, synthetic_records) -> Path:
     corpus = [r.response for r in load_records(synthetic_records)] + ["Are there any defects in the test image?"]
     spec = TinyModelSpec(hidden_size=64, num_layers=1, intermediate_size=128, vision_depth=1, vision_embed_dim=32)
     return build_tiny_vlm(corpus, tmp_path_factory.mktemp("tiny_model"), spec)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A 2-CPU local Ray for one test module (actors import our code through PYTHONPATH)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield
+    ray.shutdown()

@@ -29,17 +29,6 @@ GRPO_METRICS = {
 SFT_METRICS = {"loss", "lr", "grad_norm", "samples_per_second", "tokens_per_second"}
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-    yield
-    ray.shutdown()
-
-
 def overrides(run_dir: Path, model_dir: Path, records: Path) -> list[str]:
     return [
         f"run_dir={run_dir}", f"model.path={model_dir}", f"data.train={records}", f"data.eval={records}",

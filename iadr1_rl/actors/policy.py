@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from ..data.records import Record
+from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
+from ..train.engine import DeepSpeedEngine, TrainEngine, build_engine
 from ..train.losses import grpo_loss, masked_mean, sft_loss
-from ..train.schedule import warmup_cosine
 from ..train.sequences import Sample, target_ids, token_logprobs
 from .base import ModelActor
 
@@ -22,43 +23,52 @@ class PolicyActor(ModelActor):
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.grad_clip = grad_clip
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
-        )
+        self.optimizer_settings = {"lr": lr, "weight_decay": weight_decay, "total_steps": total_steps,
+                                   "warmup_steps": warmup_steps, "grad_clip": grad_clip}
+        # AdamW allocates its moments at the first step, so this costs nothing when
+        # `join_group` replaces it with a distributed engine.
+        self.engine: TrainEngine = build_engine(self.model, **self.optimizer_settings)
 
-    # ------------------------------------------------------------------ updates
-    def _apply(self) -> float:
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(grad_norm)
+    # ------------------------------------------------------- data-parallel ranks
+    def rendezvous(self) -> tuple[str, int]:
+        """This node's address and a free port: rank 0's answer is the group's meeting point."""
+        import ray
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def join_group(self, spec: DistributedSpec, micro_batches: int = 1) -> int:
+        """Train as rank `spec.rank` of `spec.world_size` (DDP or DeepSpeed); all ranks
+        must call it together. Returns the rank."""
+        self.engine = build_engine(self.model, **self.optimizer_settings, spec=spec, micro_batches=micro_batches,
+                                   dtype=str(self.model.dtype).removeprefix("torch."))
+        return spec.rank
 
     def sft_step(self, records: Sequence[Record], micro_batches: int = 1) -> dict[str, float]:
         """One optimiser step on the records' responses (split into `micro_batches` for
-        gradient accumulation); token-mean loss over all response tokens of the step."""
+        gradient accumulation); token-mean loss over all response tokens of the step, on
+        every rank of the group (each rank passes its own shard of the step's records).
+        `loss` and `tokens` are this rank's."""
         self.model.train()
         tokenizer = self.processor.tokenizer
         samples = [Sample(r, target_ids(tokenizer, r.response)) for r in records]
         size = -(-len(samples) // max(1, micro_batches))
-        micro_batches = [samples[i : i + size] for i in range(0, len(samples), size)]
-        total_tokens = sum(sum(len(s.response_ids) for s in mb) for mb in micro_batches)
+        parts = [samples[i : i + size] for i in range(0, len(samples), size)]
+        if isinstance(self.engine, DeepSpeedEngine) and len(parts) != self.engine.micro_batches:
+            raise ValueError(f"DeepSpeed was set up for {self.engine.micro_batches} micro-batches, got {len(parts)}")
+        local_tokens = sum(len(s.response_ids) for s in samples)
+        # Every rank needs the step's token count over all ranks to weigh its share.
+        step_tokens = all_reduce_sum(float(local_tokens), self.model.device)
         loss_sum = 0.0
-        for samples in micro_batches:
-            batch = self.batch(samples)
+        lr = self.engine.lr()
+        for part in parts:
+            batch = self.batch(part)
             mask = batch["response_mask"][:, 1:]
             tokens = mask.sum().item()
-            loss = sft_loss(token_logprobs(self.model, batch), mask)
-            # Weight each micro-batch by its tokens: the step's loss is a mean over all tokens.
-            (loss * tokens / total_tokens).backward()
+            loss = sft_loss(token_logprobs(self.engine.module, batch), mask)
+            self.engine.backward(loss, tokens / max(1.0, step_tokens))
             loss_sum += loss.item() * tokens
-        lr = self.scheduler.get_last_lr()[0]
-        grad_norm = self._apply()
-        return {"loss": loss_sum / max(1, total_tokens), "lr": lr, "grad_norm": grad_norm, "tokens": total_tokens}
+        grad_norm = self.engine.step()
+        return {"loss": loss_sum / max(1, local_tokens), "lr": lr, "grad_norm": grad_norm, "tokens": local_tokens}
 
     def grpo_step(self, samples: Sequence[Sample], advantages: Sequence[float],
                   old_logprobs: Sequence[list[float]] | None, ref_logprobs: Sequence[list[float]], clip: float,
@@ -71,14 +81,14 @@ class PolicyActor(ModelActor):
         self.model.train()
         batch = self.batch(samples)
         mask = batch["response_mask"][:, 1:]
-        logprobs = token_logprobs(self.model, batch)
+        logprobs = token_logprobs(self.engine.module, batch)
         old = logprobs.detach().clone() if old_logprobs is None else _scatter(old_logprobs, mask, logprobs)
         ref = _scatter(ref_logprobs, mask, logprobs)
         advantage = torch.tensor(list(advantages), dtype=logprobs.dtype, device=logprobs.device)
         result = grpo_loss(logprobs, old, ref, advantage, mask, clip=clip, beta=beta)
-        result.loss.backward()
-        lr = self.scheduler.get_last_lr()[0]
-        grad_norm = self._apply()
+        lr = self.engine.lr()
+        self.engine.backward(result.loss, 1.0)
+        grad_norm = self.engine.step()
         return {
             "loss": result.loss.item(),
             "policy_loss": result.policy_loss,
@@ -96,25 +106,20 @@ class PolicyActor(ModelActor):
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def save_model(self, path: str) -> str:
-        """An HF folder (model and processor) that evaluation or the next stage loads."""
+        """An HF folder (model and processor) that evaluation or the next stage loads
+        (written by rank 0; every rank of a group calls it)."""
         Path(path).mkdir(parents=True, exist_ok=True)
-        from ..models.processor import save_processor
-
-        self.model.save_pretrained(path)
-        save_processor(self.processor, path)
+        self.engine.save_model(path, self.processor)
         return path
 
     def save_checkpoint(self, path: str) -> str:
         self.save_model(path)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   Path(path) / "optimizer.pt")
+        self.engine.save_state(path)
         return path
 
     def load_training_state(self, path: str) -> None:
         """Optimizer and scheduler from a checkpoint (the weights were loaded at start)."""
-        state = torch.load(Path(path) / "optimizer.pt", map_location=self.model.device, weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.engine.load_state(path)
 
 
 def _scatter(values: Sequence[list[float]], mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ construction, evaluation of a finished model."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +70,16 @@ def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, p
     return report
 
 
-def maybe_checkpoint(policy, out: Path, step: int, total: int, config: RecipeConfig, stage: str) -> None:
-    """Every `checkpoint.every` steps (not the last: `final/` follows), an atomic checkpoint."""
-    import ray
-
+def maybe_checkpoint(save: Callable[[str], Any], out: Path, step: int, total: int, config: RecipeConfig,
+                     stage: str) -> None:
+    """Every `checkpoint.every` steps (not the last: `final/` follows), an atomic
+    checkpoint: `save(folder)` writes the policy's files, then it is published."""
     from ..train.checkpoint import publish, staging_dir
 
     if step % config.checkpoint.every or step >= total:
         return
     staging = staging_dir(out, step)
-    ray.get(policy.save_checkpoint.remote(str(staging)))
+    save(str(staging))
     publish(out, staging, step, {"seed": config.seed, "stage": stage}, config.checkpoint.keep)
 
 

@@ -158,7 +158,8 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward_total']:.2f}", kl=f"{metrics.get('kl', 0):.4f}")
-            maybe_checkpoint(policy, out, step + 1, grpo.steps, config, "sc_grpo")
+            maybe_checkpoint(lambda path: ray.get(policy.save_checkpoint.remote(path)), out, step + 1, grpo.steps,
+                             config, "sc_grpo")
         if bar is not None:
             bar.close()
         final = out / "final"

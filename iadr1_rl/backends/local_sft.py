@@ -1,4 +1,5 @@
-"""PA-SFT on the local backend: one PolicyActor, full-parameter by default."""
+"""PA-SFT on the local backend: full-parameter by default, on one PolicyActor or on
+`sft.world_size` data-parallel ranks (DDP or DeepSpeed ZeRO, see `policy_group`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import math
 import time
 from pathlib import Path
 
-from ..actors import PolicyActor
 from ..train.checkpoint import latest_checkpoint, read_state
 from ..train.config import RecipeConfig, save_config
 from ..train.data_order import batch_at
 from ..train.run_log import RunLogger
 from . import ray_env
 from .local import actor_kwargs, finish, maybe_checkpoint, resources, training_records
+from .policy_group import PolicyGroup, check_sharding
 
 logger = logging.getLogger(__name__)
 
@@ -22,12 +23,11 @@ SFT_CURVES = ["loss", "lr", "grad_norm", "samples_per_second"]
 
 def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, run_eval: bool = True) -> dict:
     """Train, checkpoint every `checkpoint.every` steps, save `<output>/final`, evaluate."""
-    import ray
-
     sft = config.sft
     out = Path(sft.output or Path(config.run_dir) / "pa_sft")
     if sft.lora:
         raise ValueError("LoRA is not implemented: the paper found full-parameter PA-SFT better (sft.lora: false)")
+    check_sharding(config)
     records = training_records(config.data.train, need_response=True)
     total_steps = max(1, math.ceil(sft.epochs * len(records) / sft.batch_size))
     latest = latest_checkpoint(out) if resume else None
@@ -38,15 +38,15 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
     save_config(config, out / "config.yaml")
 
     ray_env.connect(config.resources.ray_address)
-    ray_env.check_resources({"policy": resources(config.resources.policy)})
-    policy = ray_env.remote(PolicyActor, resources(config.resources.policy)).remote(
-        **kwargs, lr=sft.lr, weight_decay=sft.weight_decay, total_steps=total_steps,
+    ray_env.check_resources({f"policy rank {r}": resources(config.resources.policy) for r in range(sft.world_size)})
+    policy = PolicyGroup(
+        config, kwargs, lr=sft.lr, weight_decay=sft.weight_decay, total_steps=total_steps,
         warmup_steps=int(sft.warmup_ratio * total_steps), grad_clip=sft.grad_clip,
         gradient_checkpointing=config.model.gradient_checkpointing,
     )
     try:
         if latest:
-            ray.get(policy.load_training_state.remote(str(latest)))
+            policy.load_training_state(str(latest))
             logger.info("resumed PA-SFT from %s (step %d)", latest, start_step)
         log = RunLogger(out, resume_step=start_step)
         bar = None
@@ -58,7 +58,7 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
         for step in range(start_step, total_steps):
             tick = time.perf_counter()
             batch = batch_at(records, step, sft.batch_size, config.seed)
-            metrics = ray.get(policy.sft_step.remote(batch, sft.gradient_accumulation))
+            metrics = policy.sft_step(batch)
             elapsed = time.perf_counter() - tick
             metrics.update(samples_per_second=len(batch) / elapsed, tokens_per_second=metrics["tokens"] / elapsed,
                            epoch=(step + 1) * sft.batch_size / len(records))
@@ -66,13 +66,13 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-            maybe_checkpoint(policy, out, step + 1, total_steps, config, "pa_sft")
+            maybe_checkpoint(policy.save_checkpoint, out, step + 1, total_steps, config, "pa_sft")
         if bar is not None:
             bar.close()
         final = out / "final"
-        ray.get(policy.save_model.remote(str(final)))
-    finally:  # a crash frees the actor's resources
-        ray.kill(policy)
+        policy.save_model(str(final))
+    finally:  # a crash frees the actors' resources
+        policy.kill()
     log.plot(SFT_CURVES, out / "curves.png", title="PA-SFT")
     log.close()
     summary = {"steps": total_steps, "final_model": str(final), "train_seconds": time.perf_counter() - started,

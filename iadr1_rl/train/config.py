@@ -43,6 +43,12 @@ class SFTConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     lora: bool = False  # the paper found full-parameter fine-tuning better
+    # Data-parallel PA-SFT on the local backend: `world_size` policy ranks, each with
+    # resources.policy; "ddp" (torch) or "deepspeed" (ZeRO `zero_stage`), or "none".
+    strategy: str = "none"
+    world_size: int = 1
+    zero_stage: int = 2
+    offload_optimizer: bool = False
 
 
 @dataclass

@@ -1,0 +1,152 @@
+"""The policy's optimiser step behind one interface, whether it trains alone, under
+DistributedDataParallel, or as a DeepSpeed ZeRO engine.
+
+A loss goes in through `backward(loss, share)` where `share` is the fraction of the
+step's tokens (over all ranks) that the loss averages: the engine scales it so that
+the summed gradients equal the token mean over the whole step, whatever the number of
+ranks and micro-batches (DDP averages gradients over ranks, DeepSpeed also divides by
+its accumulation steps).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .distributed import DistributedSpec, deepspeed_config, init_process_group
+from .schedule import warmup_cosine
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZER_FILE = "optimizer.pt"
+DEEPSPEED_DIR = "deepspeed"
+
+
+class TrainEngine:
+    """AdamW with warm-up + cosine decay and gradient clipping on one process, or DDP."""
+
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
+                 grad_clip: float, spec: DistributedSpec = DistributedSpec()) -> None:
+        self.model = model
+        self.spec = spec
+        self.grad_clip = grad_clip
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                           weight_decay=weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
+        )
+        self.module: torch.nn.Module = model
+        if spec.strategy == "ddp":
+            from torch.nn.parallel import DistributedDataParallel
+
+            init_process_group(spec, next(model.parameters()).device)
+            device_ids = [model.device.index or 0] if model.device.type == "cuda" else None
+            self.module = DistributedDataParallel(model, device_ids=device_ids)
+
+    @property
+    def loss_factor(self) -> float:
+        # DDP averages gradients over ranks; undo it so shares add up to one step mean.
+        return float(self.spec.world_size)
+
+    def backward(self, loss: torch.Tensor, share: float) -> None:
+        (loss * (share * self.loss_factor)).backward()
+
+    def step(self) -> float:
+        """Clip, step, advance the schedule; returns the gradient norm before clipping."""
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def is_writer(self) -> bool:
+        """Rank 0 writes the model folder and the replicated optimizer state."""
+        return self.spec.rank == 0
+
+    def save_model(self, path: str | Path, processor: Any) -> None:
+        if self.is_writer():
+            from ..models.processor import save_processor
+
+            self.model.save_pretrained(path)
+            save_processor(processor, path)
+
+    def save_state(self, path: str | Path) -> None:
+        if self.is_writer():
+            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                       Path(path) / OPTIMIZER_FILE)
+
+    def load_state(self, path: str | Path) -> None:
+        state = torch.load(Path(path) / OPTIMIZER_FILE, map_location=self.model.device, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+class DeepSpeedEngine(TrainEngine):
+    """DeepSpeed ZeRO over the ranks: our AdamW and schedule as DeepSpeed's client
+    optimizer and scheduler, clipping and accumulation done by DeepSpeed."""
+
+    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
+                 grad_clip: float, spec: DistributedSpec, micro_batches: int = 1, dtype: str = "float32") -> None:
+        super().__init__(model, lr, weight_decay, total_steps, warmup_steps, grad_clip)
+        self.spec = spec
+        self.micro_batches = micro_batches
+        try:
+            import deepspeed
+        except ImportError as error:
+            raise ImportError(
+                "strategy 'deepspeed' needs DeepSpeed: pip install 'iadr1-rl[deepspeed]' (or strategy 'ddp')"
+            ) from error
+        init_process_group(spec, next(model.parameters()).device)
+        self.module, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=self.optimizer, lr_scheduler=self.scheduler,
+            config=deepspeed_config(spec, micro_batches, grad_clip, dtype),
+        )
+
+    @property
+    def loss_factor(self) -> float:
+        # DeepSpeed averages over ranks and divides by its accumulation steps.
+        return float(self.spec.world_size * self.micro_batches)
+
+    def backward(self, loss: torch.Tensor, share: float) -> None:
+        self.module.backward(loss * (share * self.loss_factor))
+        self.module.step()  # a no-op until the last micro-batch of the step
+
+    def step(self) -> float:
+        # The optimizer stepped inside the last backward (DeepSpeed's accumulation boundary).
+        norm = self.module.get_global_grad_norm()
+        return float(norm) if norm is not None else 0.0
+
+    def lr(self) -> float:
+        return self.module.get_lr()[0]
+
+    def save_model(self, path: str | Path, processor: Any) -> None:
+        # Collective at ZeRO-3 (every rank takes part in gathering the weights).
+        state = self.module._zero3_consolidated_16bit_state_dict() if self.spec.zero_stage == 3 else None
+        if self.is_writer():
+            from ..models.processor import save_processor
+
+            self.model.save_pretrained(path, state_dict=state)
+            save_processor(processor, path)
+
+    def save_state(self, path: str | Path) -> None:
+        # Every rank writes its shard of the optimizer state (collective).
+        self.module.save_checkpoint(str(Path(path) / DEEPSPEED_DIR), tag="state", save_latest=False)
+
+    def load_state(self, path: str | Path) -> None:
+        self.module.load_checkpoint(str(Path(path) / DEEPSPEED_DIR), tag="state", load_module_strict=True)
+
+
+def build_engine(model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
+                 grad_clip: float, spec: DistributedSpec = DistributedSpec(), micro_batches: int = 1,
+                 dtype: str = "float32") -> TrainEngine:
+    """The engine `spec.strategy` names."""
+    if spec.strategy == "deepspeed":
+        return DeepSpeedEngine(model, lr, weight_decay, total_steps, warmup_steps, grad_clip, spec, micro_batches,
+                               dtype)
+    return TrainEngine(model, lr, weight_decay, total_steps, warmup_steps, grad_clip, spec)

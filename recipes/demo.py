@@ -40,11 +40,15 @@ def step(message: str) -> None:
 def prepare(run_dir: Path, train_n: int, test_n: int) -> None:
     """Data and the tiny model (skipped when already there, so a rerun resumes)."""
     train, test = run_dir / "data" / "train", run_dir / "data" / "test"
-    for folder, n, seed in ((train, train_n, 1), (test, test_n, 2)):
+    # SC-GRPO's prompts: 3 in 4 anomalous, since normal prompts are answered right after
+    # PA-SFT and give groups without signal; location and type are learned on anomalies.
+    grpo = run_dir / "data" / "grpo"
+    for folder, n, seed, anomalous in ((train, train_n, 1, 0.5), (test, test_n, 2, 0.5), (grpo, train_n, 3, 0.75)):
         if not (folder / "records.jsonl").is_file():
             # Strength 2: defects a 2 M-parameter model can learn to see in minutes on CPU
             # (measured: at 1.0 it learns to ignore the image; see the README).
-            synthesize(folder, SynthConfig(n=n, seed=seed, cot="short", strength=2.0), progress=True)
+            synthesize(folder, SynthConfig(n=n, seed=seed, cot="short", strength=2.0, anomaly_ratio=anomalous),
+                       progress=True)
     model = run_dir / "tiny_model"
     if not (model / "config.json").is_file():
         corpus = [r.response for r in load_records(train / "records.jsonl")]
@@ -135,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(run_dir)
     overrides = [f"run_dir={run_dir}", f"model.path={run_dir / 'tiny_model'}",
                  f"data.train={run_dir / 'data/train/records.jsonl'}",
+                 f"data.grpo_train={run_dir / 'data/grpo/records.jsonl'}",
                  f"data.eval={run_dir / 'data/test/records.jsonl'}",
                  f"sft.output={run_dir / 'pa_sft'}", f"grpo.output={run_dir / 'sc_grpo'}",
                  f"grpo.init={run_dir / 'pa_sft/final'}", *args.overrides]

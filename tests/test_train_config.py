@@ -37,3 +37,11 @@ def test_bad_overrides_are_named(override, words):
 def test_relative_paths_resolve_against_root(tmp_path):
     config = resolve_paths(load_config(None, ["model.path=models/tiny", "data.train=/abs/train.jsonl"]), tmp_path)
     assert config.model.path == str(tmp_path / "models/tiny") and config.data.train == "/abs/train.jsonl"
+
+
+def test_grpo_prompts_default_to_the_sft_records(tmp_path):
+    config = load_config(None, ["data.train=data/sft.jsonl"])
+    assert config.grpo_records_path() == "data/sft.jsonl"  # one data set for both stages
+    config = resolve_paths(load_config(None, ["data.train=data/sft.jsonl", "data.grpo_train=data/rl.jsonl"]),
+                           tmp_path)
+    assert config.grpo_records_path() == str(tmp_path / "data" / "rl.jsonl")  # its own, resolved like the others

@@ -55,7 +55,7 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
     grpo = config.grpo
     out = Path(grpo.output or Path(config.run_dir) / "sc_grpo")
     init = grpo.init or config.model.path
-    records = training_records(config.data.train, need_response=False)
+    records = training_records(config.grpo_records_path(), need_response=False)
     scorer = Scorer.from_config(grpo.scorer)
     latest = latest_checkpoint(out) if resume else None
     start_step = read_state(latest)["step"] if latest else 0

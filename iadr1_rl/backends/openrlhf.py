@@ -41,7 +41,7 @@ class OpenRLHFJob:
 
 def export_prompts(config: RecipeConfig, out_dir: Path) -> Path:
     """The training records as OpenRLHF's VLM prompt dataset (JSONL)."""
-    records = load_records(config.data.train)
+    records = load_records(config.grpo_records_path())
     if config.data.shots == 0:
         for record in records:
             record.images = record.images[-1:]

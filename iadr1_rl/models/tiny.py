@@ -59,6 +59,11 @@ class TinyModelSpec:
     merge_size: int = 2
     image_size: int = 112
     max_positions: int = 1024
+    # M-RoPE gives the image's rows and columns the lowest rotary frequencies: with head
+    # dim 48 and θ 10 000 neighbouring columns differ by < 0.004 rad, so the language model
+    # cannot tell where a defect lies. θ 10 makes them distinguishable (measured, 900
+    # PA-SFT steps: location 0.59 → 0.76; θ 100: 0.30).
+    rope_theta: float = 10.0
     seed: int = 0
 
 
@@ -124,7 +129,7 @@ def build_model(tokenizer, spec: TinyModelSpec = TinyModelSpec()):
             "num_attention_heads": spec.num_heads,
             "num_key_value_heads": spec.num_kv_heads,
             "max_position_embeddings": spec.max_positions,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            "rope_parameters": {"rope_type": "default", "rope_theta": spec.rope_theta, "mrope_section": mrope_section},
             "bos_token_id": ids("<|endoftext|>"),
             "eos_token_id": ids("<|im_end|>"),
             "pad_token_id": ids("<|endoftext|>"),

@@ -26,6 +26,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     train: str = ""
+    grpo_train: str = ""  # SC-GRPO's prompts when they differ from PA-SFT's (default: train)
     eval: str = ""
     prompt: str = "train"  # prompt family for training (Table 8)
     eval_prompt: str = "train"
@@ -132,6 +133,10 @@ class RecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     openrlhf: OpenRLHFConfig = field(default_factory=OpenRLHFConfig)
 
+    def grpo_records_path(self) -> str:
+        """SC-GRPO's training records: `data.grpo_train`, else `data.train`."""
+        return self.data.grpo_train or self.data.train
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -214,8 +219,8 @@ def save_config(config: RecipeConfig, path: str | Path) -> None:
         yaml.safe_dump(json.loads(json.dumps(config.to_dict())), out, sort_keys=False)
 
 
-PATH_FIELDS = (("run_dir",), ("model", "path"), ("data", "train"), ("data", "eval"), ("sft", "output"),
-               ("grpo", "output"), ("grpo", "init"))
+PATH_FIELDS = (("run_dir",), ("model", "path"), ("data", "train"), ("data", "grpo_train"), ("data", "eval"),
+               ("sft", "output"), ("grpo", "output"), ("grpo", "init"))
 
 
 def resolve_paths(config: RecipeConfig, root: str | Path) -> RecipeConfig:

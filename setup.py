@@ -22,7 +22,12 @@ TRAIN = [
 ]
 # What OpenRLHF's CPU-importable modules need beside torch/transformers/ray.
 OPENRLHF_CPU = [
-    "sympy==1.14.0", "pylatexenc==2.10", "aiohttp==3.14.5", "jsonlines==4.0.0", "einops==0.8.2", "datasets==5.2.0",
+    "sympy==1.14.0",
+    "pylatexenc==2.10",
+    "aiohttp==3.14.5",
+    "jsonlines==4.0.0",
+    "einops==0.8.2",
+    "datasets==5.2.0",
 ]
 # Data-parallel PA-SFT (sft.strategy: deepspeed); the version OpenRLHF 0.11.2 pins. Runs on
 # CPU too (gloo), which is how the tests check it.

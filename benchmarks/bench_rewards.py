@@ -33,10 +33,35 @@ THINKS = [
     "There is a dark circular region; compared with the background it looks like a hole.",
     "Examining the image carefully, the color is consistent and edges are clean.",
 ]
-LOCATIONS = ["top left", "upper-left corner", "bottom right", "center", "the middle of the image", "right side",
-             "lower left and top right", "near the top edge", "somewhere", "across the top from left to right"]
-TYPES = ["scratch", "Scratches", "surface scratch", "hole", "perforation", "stain", "dirt", "grinding damage",
-         "crack", "scratch, hole or stain", "foreign-objects", "deformation", "scrach", "wear mark", "damage"]
+LOCATIONS = [
+    "top left",
+    "upper-left corner",
+    "bottom right",
+    "center",
+    "the middle of the image",
+    "right side",
+    "lower left and top right",
+    "near the top edge",
+    "somewhere",
+    "across the top from left to right",
+]
+TYPES = [
+    "scratch",
+    "Scratches",
+    "surface scratch",
+    "hole",
+    "perforation",
+    "stain",
+    "dirt",
+    "grinding damage",
+    "crack",
+    "scratch, hole or stain",
+    "foreign-objects",
+    "deformation",
+    "scrach",
+    "wear mark",
+    "damage",
+]
 
 
 def rollout_corpus(n: int, seed: int, group_size: int = 8) -> tuple[list[str], list[dict]]:
@@ -46,24 +71,41 @@ def rollout_corpus(n: int, seed: int, group_size: int = 8) -> tuple[list[str], l
     for index in range(n):
         if index % group_size == 0:
             anomalous = rng.random() < 0.5
-            label = ({"answer": "yes", "location": rng.choice(LOCATIONS[:8]), "type": rng.choice(TYPES[:9])}
-                     if anomalous else {"answer": "no"})
+            label = (
+                {"answer": "yes", "location": rng.choice(LOCATIONS[:8]), "type": rng.choice(TYPES[:9])}
+                if anomalous
+                else {"answer": "no"}
+            )
         kind = rng.random()
         think = " ".join(rng.choice(THINKS) for _ in range(rng.randint(1, 4)))
         if kind < 0.55:  # well-formed
             if rng.random() < 0.6:
-                text = (f"<think>{think}</think><location>{rng.choice(LOCATIONS)}</location>"
-                        f"<type>{rng.choice(TYPES)}</type><answer>yes</answer>")
+                text = (
+                    f"<think>{think}</think><location>{rng.choice(LOCATIONS)}</location>"
+                    f"<type>{rng.choice(TYPES)}</type><answer>yes</answer>"
+                )
             else:
                 text = f"<think>{think}</think><answer>{rng.choice(['no', 'No.', 'yes'])}</answer>"
         elif kind < 0.75:  # malformed: missing closers, repeats, stray text
-            pieces = ["<think>", think, "</think>", "<answer>", rng.choice(["yes", "no"]), "</answer>",
-                      "<location>", rng.choice(LOCATIONS), "<type>", rng.choice(TYPES)]
+            pieces = [
+                "<think>",
+                think,
+                "</think>",
+                "<answer>",
+                rng.choice(["yes", "no"]),
+                "</answer>",
+                "<location>",
+                rng.choice(LOCATIONS),
+                "<type>",
+                rng.choice(TYPES),
+            ]
             rng.shuffle(pieces)
             text = "".join(pieces[: rng.randint(3, len(pieces))])
         elif kind < 0.8:  # a degenerate policy repeating its output until max tokens (~2 KB)
-            unit = (f"<think>{rng.choice(THINKS)}</think><location>{rng.choice(LOCATIONS)}</location>"
-                    f"<type>{rng.choice(TYPES)}</type>")
+            unit = (
+                f"<think>{rng.choice(THINKS)}</think><location>{rng.choice(LOCATIONS)}</location>"
+                f"<type>{rng.choice(TYPES)}</type>"
+            )
             text = (unit * 40)[:2048]
         else:  # long rambling output that never closes its think
             text = "<think>" + " ".join(rng.choice(THINKS) for _ in range(rng.randint(20, 60)))
@@ -83,8 +125,10 @@ P_A = re.compile(
 TAG_WORDS = ("<think>", "</think>", "<location>", "</location>", "<type>", "</type>", "<answer>", "</answer>")
 STEMMER = SnowballStemmer("english")
 AXES = {
-    "top": r"\b(top|upper|up|above)\b", "bottom": r"\b(bottom|lower|down|below|beneath)\b",
-    "left": r"\bleft\b", "right": r"\bright\b",
+    "top": r"\b(top|upper|up|above)\b",
+    "bottom": r"\b(bottom|lower|down|below|beneath)\b",
+    "left": r"\bleft\b",
+    "right": r"\bright\b",
 }
 
 
@@ -150,8 +194,12 @@ def naive_type(pred: str | None, gold: str) -> float:
     if not p or not g:
         return 0.0
     terms = list(naive_terms())
-    found = {c for t, c, _ in terms if f" {t} " in f" {p} "
-             and not any(t != u and f" {t} " in f" {u} " and f" {u} " in f" {p} " for u, _, _ in terms)}
+    found = {
+        c
+        for t, c, _ in terms
+        if f" {t} " in f" {p} "
+        and not any(t != u and f" {t} " in f" {u} " and f" {u} " in f" {p} " for u, _, _ in terms)
+    }
     if len(found) >= 2:
         return 0.0
     group_of = {c: grp for _, c, grp in terms}
@@ -215,8 +263,9 @@ def main() -> None:
     completions, labels = rollout_corpus(args.n, args.seed)
     scorer = Scorer()
     ours = scorer.score_batch(completions, labels)
-    mismatches = sum(abs(a.total - naive_score(c, lab)) > 1e-9
-                     for a, c, lab in zip(ours[: args.baseline_n], completions, labels))
+    mismatches = sum(
+        abs(a.total - naive_score(c, lab)) > 1e-9 for a, c, lab in zip(ours[: args.baseline_n], completions, labels)
+    )
     from rewards import location, vocabulary
 
     for cache in (location._cached_cells, vocabulary._stem, vocabulary._normalise_cached):

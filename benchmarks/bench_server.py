@@ -115,8 +115,9 @@ def main() -> None:
         {"query": [query(c) for c in completions[i : i + 16]], "prompts": [PROMPT] * 16, "labels": labels[i : i + 16]}
         for i in range(0, len(completions), 16)
     ][: args.requests]
-    singles = [{"query": [query(c)], "prompts": [PROMPT], "labels": [lab]}
-               for c, lab in zip(completions, labels)][: args.requests]
+    singles = [{"query": [query(c)], "prompts": [PROMPT], "labels": [lab]} for c, lab in zip(completions, labels)][
+        : args.requests
+    ]
 
     process, url = start_server(args.workers)
     try:
@@ -124,9 +125,11 @@ def main() -> None:
         for name, bodies in (("group of 16 per request", groups), ("1 completion per request", singles)):
             elapsed, latencies, sent = asyncio.run(drive(url, bodies, args.concurrency, args.time_limit))
             rate = sent / elapsed
-            print(f"{name:>26}: {rate:9,.0f} completions/s  {len(latencies) / elapsed:7,.0f} requests/s  "
-                  f"p50 {percentile(latencies, 50) * 1000:6.1f} ms  p99 {percentile(latencies, 99) * 1000:6.1f} ms  "
-                  f"served/in-process {rate / in_process:.3f}")
+            print(
+                f"{name:>26}: {rate:9,.0f} completions/s  {len(latencies) / elapsed:7,.0f} requests/s  "
+                f"p50 {percentile(latencies, 50) * 1000:6.1f} ms  p99 {percentile(latencies, 99) * 1000:6.1f} ms  "
+                f"served/in-process {rate / in_process:.3f}"
+            )
     finally:
         process.terminate()
         process.wait(timeout=10)

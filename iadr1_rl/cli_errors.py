@@ -7,8 +7,11 @@ import logging
 import sys
 
 
-def run_command(parser: argparse.ArgumentParser, argv: list[str] | None,
-                errors: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)) -> int:
+def run_command(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    errors: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError),
+) -> int:
     """Parse, run `args.func(args)`, and turn expected errors into `error: …` and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     args = parser.parse_args(argv)

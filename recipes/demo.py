@@ -47,8 +47,9 @@ def prepare(run_dir: Path, train_n: int, test_n: int) -> None:
         if not (folder / "records.jsonl").is_file():
             # Strength 2: defects a 2 M-parameter model can learn to see in minutes on CPU
             # (measured: at 1.0 it learns to ignore the image; see the README).
-            synthesize(folder, SynthConfig(n=n, seed=seed, cot="short", strength=2.0, anomaly_ratio=anomalous),
-                       progress=True)
+            synthesize(
+                folder, SynthConfig(n=n, seed=seed, cot="short", strength=2.0, anomaly_ratio=anomalous), progress=True
+            )
     model = run_dir / "tiny_model"
     if not (model / "config.json").is_file():
         corpus = [r.response for r in load_records(train / "records.jsonl")]
@@ -62,8 +63,9 @@ def ray_command(*args: str) -> list[str]:
 
 def submit(recipe: str, overrides: list[str], env: dict[str, str]) -> None:
     """Submit a recipe as a Ray job and wait for it; a failed job stops the demo."""
-    entrypoint = " ".join([sys.executable, f"recipes/{recipe}", "--config", str(CONFIG), "--root", str(ROOT),
-                           "--no-eval", *overrides])
+    entrypoint = " ".join(
+        [sys.executable, f"recipes/{recipe}", "--config", str(CONFIG), "--root", str(ROOT), "--no-eval", *overrides]
+    )
     command = ray_command("job", "submit", "--working-dir", str(ROOT), "--", *entrypoint.split())
     done = subprocess.run(command, cwd=ROOT, env=env)
     if done.returncode != 0:
@@ -75,8 +77,26 @@ def evaluate(model: Path, test: Path, out: Path, env: dict[str, str]) -> dict:
     predictions = out / "predictions.jsonl"
     if predictions.exists():
         predictions.unlink()
-    subprocess.run([*eval_cli, "run", "--model", str(model), "--data", str(test), "--out", str(predictions),
-                    "--prompt", "train", "--batch-size", "64", "--max-new-tokens", "48"], check=True, env=env)
+    subprocess.run(
+        [
+            *eval_cli,
+            "run",
+            "--model",
+            str(model),
+            "--data",
+            str(test),
+            "--out",
+            str(predictions),
+            "--prompt",
+            "train",
+            "--batch-size",
+            "64",
+            "--max-new-tokens",
+            "48",
+        ],
+        check=True,
+        env=env,
+    )
     subprocess.run([*eval_cli, "score", str(predictions), "--json", str(out / "eval.json")], check=True, env=env)
     report = json.loads((out / "eval.json").read_text())
     return {"balanced_accuracy": report["average_balanced_accuracy"], **reward_summary(predictions)}
@@ -102,13 +122,16 @@ def target_report(summary: dict) -> list[str]:
     checks = [
         (summary["wall_seconds"] < 15 * 60, f"whole demo under 15 min: {summary['wall_seconds'] / 60:.1f} min"),
         ((sft["balanced_accuracy"] or 0) >= 0.85, f"PA-SFT balanced accuracy >= 0.85: {sft['balanced_accuracy']:.3f}"),
-        ((grpo["balanced_accuracy"] or 0) >= (sft["balanced_accuracy"] or 0) - 0.02,
-         f"SC-GRPO holds it (within 0.02): {grpo['balanced_accuracy']:.3f} vs {sft['balanced_accuracy']:.3f}"),
+        (
+            (grpo["balanced_accuracy"] or 0) >= (sft["balanced_accuracy"] or 0) - 0.02,
+            f"SC-GRPO holds it (within 0.02): {grpo['balanced_accuracy']:.3f} vs {sft['balanced_accuracy']:.3f}",
+        ),
     ]
     ok, text = _rise(grpo["mean_reward_start"], grpo["mean_reward_end"], grpo.get("mean_reward_noise", 0.0))
     checks.append((ok, f"mean training reward rises during SC-GRPO: {text}"))
-    ok, text = _rise(sft["location_accuracy"], grpo["location_accuracy"],
-                     _proportion_noise(sft["location_accuracy"], n))
+    ok, text = _rise(
+        sft["location_accuracy"], grpo["location_accuracy"], _proportion_noise(sft["location_accuracy"], n)
+    )
     checks.append((ok, f"location accuracy (test, anomalous) rises: {text}"))
     ok, text = _rise(sft["type_score"], grpo["type_score"], _proportion_noise(sft["type_score"], n))
     checks.append((ok, f"type score (test, anomalous) rises: {text}"))
@@ -137,20 +160,29 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(run_dir)
-    overrides = [f"run_dir={run_dir}", f"model.path={run_dir / 'tiny_model'}",
-                 f"data.train={run_dir / 'data/train/records.jsonl'}",
-                 f"data.grpo_train={run_dir / 'data/grpo/records.jsonl'}",
-                 f"data.eval={run_dir / 'data/test/records.jsonl'}",
-                 f"sft.output={run_dir / 'pa_sft'}", f"grpo.output={run_dir / 'sc_grpo'}",
-                 f"grpo.init={run_dir / 'pa_sft/final'}", *args.overrides]
+    overrides = [
+        f"run_dir={run_dir}",
+        f"model.path={run_dir / 'tiny_model'}",
+        f"data.train={run_dir / 'data/train/records.jsonl'}",
+        f"data.grpo_train={run_dir / 'data/grpo/records.jsonl'}",
+        f"data.eval={run_dir / 'data/test/records.jsonl'}",
+        f"sft.output={run_dir / 'pa_sft'}",
+        f"grpo.output={run_dir / 'sc_grpo'}",
+        f"grpo.init={run_dir / 'pa_sft/final'}",
+        *args.overrides,
+    ]
 
     step("synthetic data and the tiny model")
     prepare(run_dir, args.train_n, args.test_n)
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     step("local Ray head")
-    started_ray = subprocess.run(["bash", str(ROOT / "ray_cluster" / "start-local.sh")], env=env, check=True,
-                                 capture_output=True, text=True)
+    started_ray = subprocess.run(
+        ["bash", str(ROOT / "ray_cluster" / "start-local.sh")], env=env, check=True, capture_output=True, text=True
+    )
     for line in started_ray.stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
         env[key] = value
@@ -173,10 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads((run_dir / "eval" / "sc_grpo" / "eval.json").read_text())
     summary = {
         "pa_sft": pa_sft,
-        "sc_grpo": {**sc_grpo, "mean_reward_start": grpo_summary["mean_reward_start"],
-                    "mean_reward_end": grpo_summary["mean_reward_end"],
-                    "mean_reward_noise": reward_noise(run_dir / "sc_grpo" / "metrics.jsonl",
-                                                      grpo_summary.get("reward_window", 10))},
+        "sc_grpo": {
+            **sc_grpo,
+            "mean_reward_start": grpo_summary["mean_reward_start"],
+            "mean_reward_end": grpo_summary["mean_reward_end"],
+            "mean_reward_noise": reward_noise(
+                run_dir / "sc_grpo" / "metrics.jsonl", grpo_summary.get("reward_window", 10)
+            ),
+        },
         "n_anomalous_test": sum(d["n_anomalous"] for d in report["datasets"].values()),
         "wall_seconds": round(time.time() - started, 1),
     }

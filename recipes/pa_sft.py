@@ -1,7 +1,7 @@
 """PA-SFT: supervised fine-tuning on the records' chain-of-thought responses.
 
-    python recipes/pa_sft.py --config recipes/configs/demo.yaml [key=value …] [--resume]
-    ray job submit --working-dir . -- python recipes/pa_sft.py --config … --root "$PWD"
+python recipes/pa_sft.py --config recipes/configs/demo.yaml [key=value …] [--resume]
+ray job submit --working-dir . -- python recipes/pa_sft.py --config … --root "$PWD"
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """SC-GRPO: group-relative policy optimisation with the four-part IAD-R1 reward.
 
-    python recipes/sc_grpo.py --config recipes/configs/demo.yaml [key=value …] [--resume]
-    ray job submit --working-dir . -- python recipes/sc_grpo.py --config … --root "$PWD"
-    python recipes/sc_grpo.py --config recipes/configs/qwen2_5_vl_3b.yaml --backend openrlhf [--dry-run]
+python recipes/sc_grpo.py --config recipes/configs/demo.yaml [key=value …] [--resume]
+ray job submit --working-dir . -- python recipes/sc_grpo.py --config … --root "$PWD"
+python recipes/sc_grpo.py --config recipes/configs/qwen2_5_vl_3b.yaml --backend openrlhf [--dry-run]
 """
 
 from __future__ import annotations

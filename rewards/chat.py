@@ -85,9 +85,7 @@ def response_start(query: str, prompt: str) -> int:
             position = _after_kth(query, header, prompt.count(header))
             if position is not None:
                 return position
-    last_placeholder = max(
-        ((prompt.rfind(p) + len(p)) for p in IMAGE_PLACEHOLDERS if p in prompt), default=0
-    )
+    last_placeholder = max(((prompt.rfind(p) + len(p)) for p in IMAGE_PLACEHOLDERS if p in prompt), default=0)
     remainder = prompt[last_placeholder:].strip()
     if remainder:
         index = query.find(remainder)
@@ -106,4 +104,4 @@ def extract_completion(query: str, prompt: str = "") -> str:
     >>> extract_completion(query, prompt)
     '<answer>no</answer>'
     """
-    return strip_end_of_turn(query[response_start(query, prompt or ""):]).strip()
+    return strip_end_of_turn(query[response_start(query, prompt or "") :]).strip()

@@ -208,8 +208,17 @@ class Scorer:
         total = w.consistency * consistency + w.accuracy * accuracy + w.location * location + w.type * type_value
         # Positional: this runs once per rollout and keyword calls cost measurably more.
         return ScoreResult(
-            consistency, accuracy, location, type_value, total, answer,
-            predicted_cells, label.cells, type_rule, gated, self.max_total(label),
+            consistency,
+            accuracy,
+            location,
+            type_value,
+            total,
+            answer,
+            predicted_cells,
+            label.cells,
+            type_rule,
+            gated,
+            self.max_total(label),
         )
 
     def score_batch(self, completions: Sequence[Any], labels: Sequence[LabelInput]) -> list[ScoreResult]:

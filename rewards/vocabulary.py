@@ -26,24 +26,47 @@ DEFAULT_GROUPS: dict[str, dict[str, list[str]]] = {
     "surface anomaly": {
         "Contamination": ["surface contamination", "stain", "dirt", "impurity", "color anomaly"],
         "Presence of foreign objects": [
-            "foreign object", "foreign body", "debris", "contaminant object",
-            "extraneous material", "foreign element", "foreign matter", "unwanted object",
+            "foreign object",
+            "foreign body",
+            "debris",
+            "contaminant object",
+            "extraneous material",
+            "foreign element",
+            "foreign matter",
+            "unwanted object",
         ],
         "Scratch": ["surface scratch", "scratch mark", "linear scratch", "score mark", "linear anomaly"],
         "Missing parts": ["missing part", "surface notch", "notch", "gap", "chip", "surface discontinuity"],
     },
     "structural anomaly": {
         "Deformation": [
-            "shape distortion", "warping", "bending", "twisting", "shape deviation",
-            "geometric distortion", "irregularity", "bent component",
+            "shape distortion",
+            "warping",
+            "bending",
+            "twisting",
+            "shape deviation",
+            "geometric distortion",
+            "irregularity",
+            "bent component",
         ],
         "Hole": [
-            "opening", "perforation", "puncture", "cavity", "void", "aperture",
-            "penetration defect", "through-hole",
+            "opening",
+            "perforation",
+            "puncture",
+            "cavity",
+            "void",
+            "aperture",
+            "penetration defect",
+            "through-hole",
         ],
         "Damage": [
-            "structural damage", "breakage", "fracture", "rupture", "deterioration",
-            "material damage", "surface damage",
+            "structural damage",
+            "breakage",
+            "fracture",
+            "rupture",
+            "deterioration",
+            "material damage",
+            "surface damage",
         ],
         "Abrasion": ["wear", "grinding damage", "surface erosion", "wear mark", "surface wear"],
     },
@@ -165,5 +188,3 @@ def read_mapping(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: invalid JSON: {error}") from error
-
-

@@ -55,16 +55,36 @@ def test_mvtec_layout(mvtec_tree):
     unknown = records["MVTec-AD/screw/brand_new_kind/000"]
     assert unknown.label["cells"] == [] and unknown.label["type"] == "brand new kind"
     good = records["MVTec-AD/screw/good/000"]
-    assert good.label == {"answer": "no", "location": "", "cells": [], "type": "", "category": "screw",
-                          "dataset": "MVTec-AD"}
+    assert good.label == {
+        "answer": "no",
+        "location": "",
+        "cells": [],
+        "type": "",
+        "category": "screw",
+        "dataset": "MVTec-AD",
+    }
 
 
 def test_mvtec_type_map_and_single_category(mvtec_tree, tmp_path):
     type_map = tmp_path / "types.yaml"
     type_map.write_text("brand_new_kind: surface damage\n")
     out = tmp_path / "screw.jsonl"
-    assert data_main(["convert", "--from", "mvtec", str(mvtec_tree / "screw"), str(out),
-                      "--type-map", str(type_map), "--dataset", "MVTec"]) == 0
+    assert (
+        data_main(
+            [
+                "convert",
+                "--from",
+                "mvtec",
+                str(mvtec_tree / "screw"),
+                str(out),
+                "--type-map",
+                str(type_map),
+                "--dataset",
+                "MVTec",
+            ]
+        )
+        == 0
+    )
     records = load_records(out)
     assert len(records) == 3 and {r.dataset for r in records} == {"MVTec"}
     assert {r.label["type"] for r in records} == {"", "scratch", "surface damage"}

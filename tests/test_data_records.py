@@ -55,8 +55,12 @@ def test_validate_reports_every_problem_with_line_numbers(tmp_path, capsys):
         {"id": "1", "images": ["ok.png"], "label": {"answer": "no"}, "response": "<think>t</think><answer>no</answer>"},
         {"id": "2", "images": ["missing.png"], "label": {"answer": "no"}},
         "not json",
-        {"id": "4", "images": ["ok.png"], "label": {"answer": "yes", "cells": [1]},
-         "response": "<think>t</think><answer>no</answer>"},
+        {
+            "id": "4",
+            "images": ["ok.png"],
+            "label": {"answer": "yes", "cells": [1]},
+            "response": "<think>t</think><answer>no</answer>",
+        },
         {"id": "5", "images": ["ok.png"], "label": {"answer": "yes", "cells": [12]}},
         {"id": "1", "images": ["ok.png"], "label": {"answer": "yes", "location": "somewhere"}},
     ]

@@ -75,8 +75,13 @@ def test_images_have_the_configured_size(synth_dir):
 
 @pytest.mark.parametrize(
     ("kwargs", "words"),
-    [({"n": 0}, "n must be"), ({"size": 100}, "multiple of 28"), ({"defects": ("dent",)}, "unknown defects"),
-     ({"categories": ("glass",)}, "unknown categories"), ({"shots": 2}, "shots")],
+    [
+        ({"n": 0}, "n must be"),
+        ({"size": 100}, "multiple of 28"),
+        ({"defects": ("dent",)}, "unknown defects"),
+        ({"categories": ("glass",)}, "unknown categories"),
+        ({"shots": 2}, "shots"),
+    ],
 )
 def test_bad_config_is_named(kwargs, words):
     with pytest.raises(ValueError, match=words):

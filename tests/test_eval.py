@@ -85,8 +85,20 @@ def test_run_resumes_without_redoing(tmp_path, tiny_model_dir, synthetic_records
     from iadr1_rl.eval import generate
 
     out = tmp_path / "preds.jsonl"
-    args = ["-q", "run", "--model", str(tiny_model_dir), "--data", str(synthetic_records), "--out", str(out),
-            "--max-new-tokens", "3", "--batch-size", "4"]
+    args = [
+        "-q",
+        "run",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(synthetic_records),
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "3",
+        "--batch-size",
+        "4",
+    ]
     assert eval_main([*args, "--limit", "8"]) == 0
     first = out.read_text().splitlines()
     assert len(first) == 8
@@ -115,8 +127,19 @@ def test_run_one_shot_needs_references(tmp_path, tiny_model_dir, synthetic_recor
     for row in rows:
         row["images"] = [str((synthetic_records.parent / row["images"][-1]).resolve())]
     zero_shot.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    code = eval_main(["run", "--model", str(tiny_model_dir), "--data", str(zero_shot), "--shots", "1",
-                      "--out", str(tmp_path / "p.jsonl")])
+    code = eval_main(
+        [
+            "run",
+            "--model",
+            str(tiny_model_dir),
+            "--data",
+            str(zero_shot),
+            "--shots",
+            "1",
+            "--out",
+            str(tmp_path / "p.jsonl"),
+        ]
+    )
     assert code == 2 and "1-shot needs a reference image" in capsys.readouterr().err
     code = eval_main(["run", "--model", str(tmp_path / "nope"), "--data", str(zero_shot), "--out", str(tmp_path / "p")])
     assert code == 2 and "model folder not found" in capsys.readouterr().err
@@ -124,6 +147,25 @@ def test_run_one_shot_needs_references(tmp_path, tiny_model_dir, synthetic_recor
 
 def test_run_one_shot_generates_with_two_images(tmp_path, tiny_model_dir, synthetic_records):
     out = tmp_path / "one.jsonl"
-    assert eval_main(["-q", "run", "--model", str(tiny_model_dir), "--data", str(synthetic_records), "--shots", "1",
-                      "--out", str(out), "--max-new-tokens", "2", "--limit", "4"]) == 0
+    assert (
+        eval_main(
+            [
+                "-q",
+                "run",
+                "--model",
+                str(tiny_model_dir),
+                "--data",
+                str(synthetic_records),
+                "--shots",
+                "1",
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "2",
+                "--limit",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert len(out.read_text().splitlines()) == 4

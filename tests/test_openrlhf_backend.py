@@ -59,8 +59,15 @@ def parse_with_openrlhf(arguments: list[str], monkeypatch) -> object:
 @pytest.fixture
 def config_for(tmp_path, synthetic_records):
     def make(path: Path, *extra: str):
-        return load_config(path, [f"data.train={synthetic_records}", f"grpo.output={tmp_path / path.stem}",
-                                  f"grpo.init={tmp_path / 'model'}", *extra])
+        return load_config(
+            path,
+            [
+                f"data.train={synthetic_records}",
+                f"grpo.output={tmp_path / path.stem}",
+                f"grpo.init={tmp_path / 'model'}",
+                *extra,
+            ],
+        )
 
     return make
 
@@ -93,10 +100,20 @@ def test_reward_server_url_and_one_shot(config_for, monkeypatch):
 
 def test_dry_run_prints_one_command(tmp_path, synthetic_records):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "recipes" / "sc_grpo.py"), "--config",
-         str(ROOT / "recipes/configs/qwen2_5_vl_3b.yaml"), "--backend", "openrlhf", "--dry-run",
-         f"data.train={synthetic_records}", f"grpo.output={tmp_path / 'out'}"],
-        capture_output=True, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "recipes" / "sc_grpo.py"),
+            "--config",
+            str(ROOT / "recipes/configs/qwen2_5_vl_3b.yaml"),
+            "--backend",
+            "openrlhf",
+            "--dry-run",
+            f"data.train={synthetic_records}",
+            f"grpo.output={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -116,8 +133,9 @@ def test_exported_prompts_load_through_openrlhf_dataset(config_for, tiny_process
     job = backend.prepare(config_for(CONFIGS[0]))
     rows = [json.loads(line) for line in job.prompt_data.read_text().splitlines()][:4]
     data = SimpleNamespace(input_key="prompt", label_key="label", apply_chat_template=True, image_key="images")
-    dataset = PromptDataset(rows, tiny_processor, SimpleNamespace(args=SimpleNamespace(data=data),
-                                                                  is_rank_0=lambda: True))
+    dataset = PromptDataset(
+        rows, tiny_processor, SimpleNamespace(args=SimpleNamespace(data=data), is_rank_0=lambda: True)
+    )
     assert len(dataset) == 4
     _, prompt, label, images = dataset[0]
     assert prompt.count("<|image_pad|>") == 1 and len(images) == 1 and Path(images[0]).is_file()

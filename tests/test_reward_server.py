@@ -46,8 +46,9 @@ def test_score_native_and_group(server):
     results = reply.json()["results"]
     assert results[0]["type_rule"] == "exact" and results[0]["predicted_cells"] == [1]
     assert results[1]["answer"] == "no" and results[1]["type_rule"] is None
-    group = httpx.post(server.url + "/score", json={"completions": [GOOD, NORMAL, GOOD, NORMAL], "labels": [LABEL],
-                                                    "group": True}).json()
+    group = httpx.post(
+        server.url + "/score", json={"completions": [GOOD, NORMAL, GOOD, NORMAL], "labels": [LABEL], "group": True}
+    ).json()
     in_process = Scorer().score_group([GOOD, NORMAL, GOOD, NORMAL], LABEL)
     assert group["advantages"] == pytest.approx(in_process.advantages)
     assert group["has_signal"] is True and len(group["results"]) == 4
@@ -60,8 +61,12 @@ BAD_REQUESTS = [
     ("/get_reward", {"query": "one string", "prompts": [""], "labels": [LABEL]}, 422, "query"),  # wrong type
     ("/get_reward", {"query": [1], "prompts": [""], "labels": [LABEL]}, 422, "query.0"),  # item type
     ("/get_reward", {"query": ["a", "b"], "prompts": [""], "labels": [LABEL]}, 422, "lengths differ"),
-    ("/get_reward", {"query": ["a", "b"], "prompts": ["", ""], "labels": [LABEL, {"answer": "perhaps"}]}, 422,
-     "labels[1]"),  # an invalid label, named
+    (
+        "/get_reward",
+        {"query": ["a", "b"], "prompts": ["", ""], "labels": [LABEL, {"answer": "perhaps"}]},
+        422,
+        "labels[1]",
+    ),  # an invalid label, named
     ("/get_reward", {"query": ["a"], "prompts": [""], "labels": [7]}, 422, "labels.0"),
     ("/score", {"completions": ["a"], "labels": [LABEL], "extra": 1}, 422, "extra"),
     ("/score", {"completions": ["a", "b"], "labels": [LABEL, LABEL], "group": True}, 422, "exactly one label"),
@@ -108,8 +113,9 @@ def test_limits(start_server):
 def test_oversized_content_length_is_refused_before_the_body_is_read(start_server):
     server = start_server("--max-body-bytes", "1000")
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100000000\r\n\r\n{")
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{"
+        )
         sock.settimeout(10)
         head = sock.recv(4096).decode()
     assert head.startswith("HTTP/1.1 413")

@@ -16,8 +16,12 @@ def serve_url():
     import ray
     from ray import serve
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"working_dir": str(ROOT), "excludes": [".venv", "runs", ".git", "benchmarks"]})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"working_dir": str(ROOT), "excludes": [".venv", "runs", ".git", "benchmarks"]},
+    )
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     from rewards.ray_serve import build

@@ -30,14 +30,20 @@ CASES = [
     (QWEN_PROMPT, expand(QWEN_PROMPT) + RESPONSE + "<|im_end|>", RESPONSE),  # Qwen2/2.5-VL
     (QWEN_PROMPT, expand(QWEN_PROMPT) + RESPONSE + "<|im_end|><|endoftext|><|endoftext|>", RESPONSE),  # padding
     (ONEVISION_PROMPT, expand(ONEVISION_PROMPT) + RESPONSE + "<|im_end|>", RESPONSE),  # LLaVA-OneVision
-    (LLAVA15_PROMPT, "<s> " + expand(LLAVA15_PROMPT).replace("<image>\n", "<image> \n") + " " + RESPONSE + "</s>",
-     RESPONSE),  # LLaVA-1.5: BOS and SentencePiece spaces in the decoded query
+    (
+        LLAVA15_PROMPT,
+        "<s> " + expand(LLAVA15_PROMPT).replace("<image>\n", "<image> \n") + " " + RESPONSE + "</s>",
+        RESPONSE,
+    ),  # LLaVA-1.5: BOS and SentencePiece spaces in the decoded query
     (LLAVA16_MISTRAL_PROMPT, "<s>" + expand(LLAVA16_MISTRAL_PROMPT) + RESPONSE + "</s>", RESPONSE),
     (LLAVA_NEXT_LLAMA3_PROMPT, expand(LLAVA_NEXT_LLAMA3_PROMPT) + RESPONSE + "<|eot_id|>", RESPONSE),
     ("plain text prompt: ", "plain text prompt: " + RESPONSE, RESPONSE),  # text-only: prefix cut
     # The policy writes an assistant header itself: the cut stays where the prompt ended.
-    (QWEN_PROMPT, expand(QWEN_PROMPT) + "junk<|im_start|>assistant\n" + RESPONSE, "junk<|im_start|>assistant\n"
-     + RESPONSE),
+    (
+        QWEN_PROMPT,
+        expand(QWEN_PROMPT) + "junk<|im_start|>assistant\n" + RESPONSE,
+        "junk<|im_start|>assistant\n" + RESPONSE,
+    ),
     (QWEN_PROMPT, expand(QWEN_PROMPT) + "<|im_end|>", ""),  # empty response
 ]
 
@@ -49,7 +55,7 @@ def test_extract_completion(prompt, query, expected):
 
 def test_naive_slicing_would_be_wrong():
     query = expand(QWEN_PROMPT) + RESPONSE
-    assert query[len(QWEN_PROMPT):] != RESPONSE
+    assert query[len(QWEN_PROMPT) :] != RESPONSE
     assert extract_completion(query, QWEN_PROMPT) == RESPONSE
 
 

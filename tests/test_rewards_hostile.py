@@ -41,8 +41,15 @@ space = st.text(alphabet=" \t\n\r", max_size=3)
 
 
 @settings(max_examples=200, deadline=None)
-@given(think=content, location=content, kind=content, answer=st.sampled_from(["yes", "no", "Yes."]),
-       gaps=st.lists(space, min_size=5, max_size=5), normal=st.booleans(), label_index=st.integers(0, 2))
+@given(
+    think=content,
+    location=content,
+    kind=content,
+    answer=st.sampled_from(["yes", "no", "Yes."]),
+    gaps=st.lists(space, min_size=5, max_size=5),
+    normal=st.booleans(),
+    label_index=st.integers(0, 2),
+)
 def test_whitespace_between_tags_never_changes_a_score(think, location, kind, answer, gaps, normal, label_index):
     pairs = _well_formed(think, location, kind, answer)
     if normal:

@@ -199,8 +199,10 @@ def test_core_scorer_imports_no_extras():
     import subprocess
     import sys
 
-    code = ("import sys, rewards; rewards.Scorer().score('x', {'answer': 'no'}); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'yaml', 'fastapi', "
-            "'transformers', 'ray', 'iadr1_rl', 'tqdm', 'pydantic'}))")
+    code = (
+        "import sys, rewards; rewards.Scorer().score('x', {'answer': 'no'}); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'yaml', 'fastapi', "
+        "'transformers', 'ray', 'iadr1_rl', 'tqdm', 'pydantic'}))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

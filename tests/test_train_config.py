@@ -26,8 +26,12 @@ def test_overrides_and_round_trip(tmp_path):
 
 @pytest.mark.parametrize(
     ("override", "words"),
-    [("grpo.lrr=1", "unknown key(s) ['lrr'] in grpo"), ("grpo.lr=fast", "grpo.lr = 'fast'"),
-     ("grpo=3", "grpo must be a mapping"), ("nonsense", "section.key=value")],
+    [
+        ("grpo.lrr=1", "unknown key(s) ['lrr'] in grpo"),
+        ("grpo.lr=fast", "grpo.lr = 'fast'"),
+        ("grpo=3", "grpo must be a mapping"),
+        ("nonsense", "section.key=value"),
+    ],
 )
 def test_bad_overrides_are_named(override, words):
     with pytest.raises(ValueError, match=re.escape(words)):
@@ -42,6 +46,5 @@ def test_relative_paths_resolve_against_root(tmp_path):
 def test_grpo_prompts_default_to_the_sft_records(tmp_path):
     config = load_config(None, ["data.train=data/sft.jsonl"])
     assert config.grpo_records_path() == "data/sft.jsonl"  # one data set for both stages
-    config = resolve_paths(load_config(None, ["data.train=data/sft.jsonl", "data.grpo_train=data/rl.jsonl"]),
-                           tmp_path)
+    config = resolve_paths(load_config(None, ["data.train=data/sft.jsonl", "data.grpo_train=data/rl.jsonl"]), tmp_path)
     assert config.grpo_records_path() == str(tmp_path / "data" / "rl.jsonl")  # its own, resolved like the others

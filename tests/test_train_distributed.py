@@ -13,11 +13,23 @@ from iadr1_rl.train.distributed import DistributedSpec, deepspeed_config
 
 
 def sft_config(run_dir: Path, model_dir: Path, records: Path, *extra: str):
-    return load_config(None, [
-        f"run_dir={run_dir}", f"model.path={model_dir}", f"data.train={records}", f"sft.output={run_dir / 'sft'}",
-        "sft.batch_size=6", "sft.epochs=0.75", "sft.lr=5e-3", "sft.grad_clip=0.5", "checkpoint.every=2",
-        "resources.torch_threads=1", "resources.policy.num_cpus=0.5", *extra,
-    ])  # 24 records: 3 steps of 6, a checkpoint after step 2
+    return load_config(
+        None,
+        [
+            f"run_dir={run_dir}",
+            f"model.path={model_dir}",
+            f"data.train={records}",
+            f"sft.output={run_dir / 'sft'}",
+            "sft.batch_size=6",
+            "sft.epochs=0.75",
+            "sft.lr=5e-3",
+            "sft.grad_clip=0.5",
+            "checkpoint.every=2",
+            "resources.torch_threads=1",
+            "resources.policy.num_cpus=0.5",
+            *extra,
+        ],
+    )  # 24 records: 3 steps of 6, a checkpoint after step 2
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -40,10 +52,16 @@ def one_process(ray_session, tmp_path_factory, tiny_model_dir, synthetic_records
 
 
 @pytest.mark.parametrize(("strategy", "zero_stage"), [("ddp", 0), ("deepspeed", 2), ("deepspeed", 3)])
-def test_two_ranks_equal_one_process(strategy, zero_stage, one_process, tmp_path, tiny_model_dir,
-                                     synthetic_records):
-    config = sft_config(tmp_path, tiny_model_dir, synthetic_records, f"sft.strategy={strategy}",
-                        "sft.world_size=2", "sft.gradient_accumulation=1", f"sft.zero_stage={zero_stage}")
+def test_two_ranks_equal_one_process(strategy, zero_stage, one_process, tmp_path, tiny_model_dir, synthetic_records):
+    config = sft_config(
+        tmp_path,
+        tiny_model_dir,
+        synthetic_records,
+        f"sft.strategy={strategy}",
+        "sft.world_size=2",
+        "sft.gradient_accumulation=1",
+        f"sft.zero_stage={zero_stage}",
+    )
     summary = run_sft(config, progress=False, run_eval=False)
     assert summary["steps"] == 3
     # Same token-mean gradient, clipping and AdamW step, computed on two shards.

@@ -21,22 +21,57 @@ from iadr1_rl.train.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 
 GRPO_METRICS = {
-    "reward_total", "reward_total_std", "reward_consistency", "reward_accuracy", "reward_location", "reward_type",
-    "reward_consistency_std", "reward_accuracy_std", "reward_location_std", "reward_type_std", "answer_accuracy",
-    "kl", "loss", "clip_fraction", "response_length", "groups_without_signal", "samples_per_second",
-    "tokens_per_second", "time_rollout", "time_reward", "time_reference", "time_train",
+    "reward_total",
+    "reward_total_std",
+    "reward_consistency",
+    "reward_accuracy",
+    "reward_location",
+    "reward_type",
+    "reward_consistency_std",
+    "reward_accuracy_std",
+    "reward_location_std",
+    "reward_type_std",
+    "answer_accuracy",
+    "kl",
+    "loss",
+    "clip_fraction",
+    "response_length",
+    "groups_without_signal",
+    "samples_per_second",
+    "tokens_per_second",
+    "time_rollout",
+    "time_reward",
+    "time_reference",
+    "time_train",
 }
 SFT_METRICS = {"loss", "lr", "grad_norm", "samples_per_second", "tokens_per_second"}
 
 
 def overrides(run_dir: Path, model_dir: Path, records: Path) -> list[str]:
     return [
-        f"run_dir={run_dir}", f"model.path={model_dir}", f"data.train={records}", f"data.eval={records}",
-        f"sft.output={run_dir / 'sft'}", f"grpo.output={run_dir / 'grpo'}", f"grpo.init={run_dir / 'sft' / 'final'}",
-        "sft.batch_size=6", "sft.epochs=1", "sft.lr=5e-3", "grpo.steps=4", "grpo.prompts_per_step=3",
-        "grpo.group_size=3", "grpo.max_new_tokens=8", "grpo.lr=1e-3", "checkpoint.every=2", "checkpoint.keep=3",
-        "eval.max_new_tokens=4", "eval.batch_size=24", "resources.torch_threads=1",
-        "resources.policy.num_cpus=0.5", "resources.reference.num_cpus=0.5", "resources.rollout.num_cpus=0.5",
+        f"run_dir={run_dir}",
+        f"model.path={model_dir}",
+        f"data.train={records}",
+        f"data.eval={records}",
+        f"sft.output={run_dir / 'sft'}",
+        f"grpo.output={run_dir / 'grpo'}",
+        f"grpo.init={run_dir / 'sft' / 'final'}",
+        "sft.batch_size=6",
+        "sft.epochs=1",
+        "sft.lr=5e-3",
+        "grpo.steps=4",
+        "grpo.prompts_per_step=3",
+        "grpo.group_size=3",
+        "grpo.max_new_tokens=8",
+        "grpo.lr=1e-3",
+        "checkpoint.every=2",
+        "checkpoint.keep=3",
+        "eval.max_new_tokens=4",
+        "eval.batch_size=24",
+        "resources.torch_threads=1",
+        "resources.policy.num_cpus=0.5",
+        "resources.reference.num_cpus=0.5",
+        "resources.rollout.num_cpus=0.5",
     ]
 
 
@@ -50,8 +85,15 @@ def rows(path: Path) -> list[dict]:
 
 def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, synthetic_records):
     # Enough PA-SFT for well-formed, varied answers, so that SC-GRPO groups carry signal.
-    config = load_config(None, [*overrides(tmp_path, tiny_model_dir, synthetic_records), "sft.epochs=12",
-                                "grpo.max_new_tokens=40", "eval.max_new_tokens=40"])
+    config = load_config(
+        None,
+        [
+            *overrides(tmp_path, tiny_model_dir, synthetic_records),
+            "sft.epochs=12",
+            "grpo.max_new_tokens=40",
+            "eval.max_new_tokens=40",
+        ],
+    )
     sft = run_sft(config, progress=False)
     assert sft["steps"] == 48 and "eval" in sft
     initial, after_sft = weights(tiny_model_dir), weights(tmp_path / "sft" / "final")
@@ -104,10 +146,14 @@ def test_sft_killed_process_resumes(tmp_path, tiny_model_dir, synthetic_records)
     base = [*overrides(tmp_path, tiny_model_dir, synthetic_records), "sft.batch_size=2", "checkpoint.every=3"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     recipe = [sys.executable, str(ROOT / "recipes" / "pa_sft.py"), "--no-eval", "--no-progress"]
-    subprocess.run([*recipe, *base, f"sft.output={tmp_path / 'straight'}"], check=True, env=env,
-                   capture_output=True)
-    victim = subprocess.Popen([*recipe, *base, f"sft.output={tmp_path / 'killed'}"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.run([*recipe, *base, f"sft.output={tmp_path / 'straight'}"], check=True, env=env, capture_output=True)
+    victim = subprocess.Popen(
+        [*recipe, *base, f"sft.output={tmp_path / 'killed'}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not (tmp_path / "killed" / "checkpoints" / "step_000006").is_dir():
         assert victim.poll() is None and time.monotonic() < deadline, "no checkpoint before the deadline"
@@ -115,8 +161,9 @@ def test_sft_killed_process_resumes(tmp_path, tiny_model_dir, synthetic_records)
     os.killpg(victim.pid, signal.SIGKILL)  # the driver and the local Ray it started (its own session)
     victim.wait()
     assert not (tmp_path / "killed" / "final").exists()
-    done = subprocess.run([*recipe, *base, f"sft.output={tmp_path / 'killed'}", "--resume"], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*recipe, *base, f"sft.output={tmp_path / 'killed'}", "--resume"], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     a, b = weights(tmp_path / "straight" / "final"), weights(tmp_path / "killed" / "final")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

@@ -17,8 +17,14 @@ logger = logging.getLogger(__name__)
 class ModelActor:
     """Holds one model and its processor."""
 
-    def __init__(self, model_path: str, dtype: str = "float32", family: str = "train", torch_threads: int = 0,
-                 max_pixels: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        family: str = "train",
+        torch_threads: int = 0,
+        max_pixels: int | None = None,
+    ) -> None:
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -16,15 +16,28 @@ from .base import ModelActor
 
 
 class PolicyActor(ModelActor):
-    def __init__(self, *args, lr: float = 1e-5, weight_decay: float = 0.0, total_steps: int = 1,
-                 warmup_steps: int = 0, grad_clip: float = 1.0, gradient_checkpointing: bool = False,
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        lr: float = 1e-5,
+        weight_decay: float = 0.0,
+        total_steps: int = 1,
+        warmup_steps: int = 0,
+        grad_clip: float = 1.0,
+        gradient_checkpointing: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.optimizer_settings = {"lr": lr, "weight_decay": weight_decay, "total_steps": total_steps,
-                                   "warmup_steps": warmup_steps, "grad_clip": grad_clip}
+        self.optimizer_settings = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "total_steps": total_steps,
+            "warmup_steps": warmup_steps,
+            "grad_clip": grad_clip,
+        }
         # AdamW allocates its moments at the first step, so this costs nothing when
         # `join_group` replaces it with a distributed engine.
         self.engine: TrainEngine = build_engine(self.model, **self.optimizer_settings)
@@ -39,8 +52,13 @@ class PolicyActor(ModelActor):
     def join_group(self, spec: DistributedSpec, micro_batches: int = 1) -> int:
         """Train as rank `spec.rank` of `spec.world_size` (DDP or DeepSpeed); all ranks
         must call it together. Returns the rank."""
-        self.engine = build_engine(self.model, **self.optimizer_settings, spec=spec, micro_batches=micro_batches,
-                                   dtype=str(self.model.dtype).removeprefix("torch."))
+        self.engine = build_engine(
+            self.model,
+            **self.optimizer_settings,
+            spec=spec,
+            micro_batches=micro_batches,
+            dtype=str(self.model.dtype).removeprefix("torch."),
+        )
         return spec.rank
 
     def sft_step(self, records: Sequence[Record], micro_batches: int = 1) -> dict[str, float]:
@@ -70,9 +88,15 @@ class PolicyActor(ModelActor):
         grad_norm = self.engine.step()
         return {"loss": loss_sum / max(1, local_tokens), "lr": lr, "grad_norm": grad_norm, "tokens": local_tokens}
 
-    def grpo_step(self, samples: Sequence[Sample], advantages: Sequence[float],
-                  old_logprobs: Sequence[list[float]] | None, ref_logprobs: Sequence[list[float]], clip: float,
-                  beta: float) -> dict[str, float]:
+    def grpo_step(
+        self,
+        samples: Sequence[Sample],
+        advantages: Sequence[float],
+        old_logprobs: Sequence[list[float]] | None,
+        ref_logprobs: Sequence[list[float]],
+        clip: float,
+        beta: float,
+    ) -> dict[str, float]:
         """One optimiser step of the PPO-clipped objective with the k3 KL penalty.
 
         `old_logprobs` None means on-policy (one update per rollout batch): the sampling

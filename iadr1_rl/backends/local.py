@@ -61,8 +61,16 @@ def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, p
     predictions = out_dir / "predictions.jsonl"
     if predictions.exists():
         predictions.unlink()  # a new model: never resume another model's predictions
-    run_generation(model_dir, records, predictions, config.data.eval_prompt, config.eval.batch_size, sampling,
-                   config.model.dtype, progress=progress)
+    run_generation(
+        model_dir,
+        records,
+        predictions,
+        config.data.eval_prompt,
+        config.eval.batch_size,
+        sampling,
+        config.model.dtype,
+        progress=progress,
+    )
     report = score_predictions(read_predictions(predictions, "tags"))
     report.update(reward_summary(predictions))
     write_report(report, out_dir / "eval.json", config.backbone, config.data.shots)
@@ -70,8 +78,9 @@ def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, p
     return report
 
 
-def maybe_checkpoint(save: Callable[[str], Any], out: Path, step: int, total: int, config: RecipeConfig,
-                     stage: str) -> None:
+def maybe_checkpoint(
+    save: Callable[[str], Any], out: Path, step: int, total: int, config: RecipeConfig, stage: str
+) -> None:
     """Every `checkpoint.every` steps (not the last: `final/` follows), an atomic
     checkpoint: `save(folder)` writes the policy's files, then it is published."""
     from ..train.checkpoint import publish, staging_dir
@@ -83,8 +92,9 @@ def maybe_checkpoint(save: Callable[[str], Any], out: Path, step: int, total: in
     publish(out, staging, step, {"seed": config.seed, "stage": stage}, config.checkpoint.keep)
 
 
-def finish(config: RecipeConfig, final: Path, out: Path, summary: dict[str, Any], run_eval: bool,
-           progress: bool) -> dict[str, Any]:
+def finish(
+    config: RecipeConfig, final: Path, out: Path, summary: dict[str, Any], run_eval: bool, progress: bool
+) -> dict[str, Any]:
     """Evaluate the final model (unless told not to) and write `summary.json`."""
     if run_eval:
         report = evaluate(config, final, out / "eval", progress)

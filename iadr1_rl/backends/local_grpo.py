@@ -24,8 +24,18 @@ from .local import actor_kwargs, finish, maybe_checkpoint, resources, training_r
 logger = logging.getLogger(__name__)
 
 GRPO_CURVES = [
-    "reward_total", "reward_accuracy", "reward_location", "reward_type", "reward_consistency", "kl", "loss",
-    "clip_fraction", "response_length", "groups_without_signal", "location_accuracy", "samples_per_second",
+    "reward_total",
+    "reward_accuracy",
+    "reward_location",
+    "reward_type",
+    "reward_consistency",
+    "kl",
+    "loss",
+    "clip_fraction",
+    "response_length",
+    "groups_without_signal",
+    "location_accuracy",
+    "samples_per_second",
 ]
 
 
@@ -67,15 +77,21 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
 
     ray_env.connect(config.resources.ray_address)
     workers = config.resources.num_rollout_workers
-    ray_env.check_resources({
-        "policy": resources(config.resources.policy),
-        "reference": resources(config.resources.reference),
-        **{f"rollout{i}": resources(config.resources.rollout) for i in range(workers)},
-    })
+    ray_env.check_resources(
+        {
+            "policy": resources(config.resources.policy),
+            "reference": resources(config.resources.reference),
+            **{f"rollout{i}": resources(config.resources.rollout) for i in range(workers)},
+        }
+    )
     updates = grpo.steps * grpo.ppo_epochs * grpo.mini_batches
     policy = ray_env.remote(PolicyActor, resources(config.resources.policy)).remote(
-        **policy_kwargs, lr=grpo.lr, total_steps=updates, warmup_steps=int(grpo.warmup_ratio * updates),
-        grad_clip=grpo.grad_clip, gradient_checkpointing=config.model.gradient_checkpointing,
+        **policy_kwargs,
+        lr=grpo.lr,
+        total_steps=updates,
+        warmup_steps=int(grpo.warmup_ratio * updates),
+        grad_clip=grpo.grad_clip,
+        gradient_checkpointing=config.model.gradient_checkpointing,
     )
     reference = ray_env.remote(ReferenceActor, resources(config.resources.reference)).remote(**reference_kwargs)
     rollout_cls = ray_env.remote(RolloutActor, resources(config.resources.rollout))
@@ -87,8 +103,9 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
             ray.get(policy.load_training_state.remote(str(latest)))
             logger.info("resumed SC-GRPO from %s (step %d)", latest, start_step)
 
-        sampling = SamplingConfig(max_new_tokens=grpo.max_new_tokens, do_sample=True, temperature=grpo.temperature,
-                                  top_p=grpo.top_p)
+        sampling = SamplingConfig(
+            max_new_tokens=grpo.max_new_tokens, do_sample=True, temperature=grpo.temperature, top_p=grpo.top_p
+        )
         log = RunLogger(out, resume_step=start_step)
         bar = None
         if progress:
@@ -102,8 +119,13 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
             prompts = batch_at(records, step, grpo.prompts_per_step, config.seed)
             shards = [prompts[i::workers] for i in range(workers)]
             seed = config.seed * 1_000_003 + step
-            results = ray.get([w.generate.remote(s, grpo.group_size, sampling, seed + i)
-                               for i, (w, s) in enumerate(zip(rollouts, shards)) if s])
+            results = ray.get(
+                [
+                    w.generate.remote(s, grpo.group_size, sampling, seed + i)
+                    for i, (w, s) in enumerate(zip(rollouts, shards))
+                    if s
+                ]
+            )
             groups: list[tuple] = []  # (record, rollouts of its group)
             for shard, shard_rollouts in zip(shards, results):
                 for index, record in enumerate(shard):
@@ -127,9 +149,12 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
 
             metrics = reward_metrics(scores, anomalous)
             lengths = [len(r.token_ids) for _, group in groups for r in group]
-            metrics.update(response_length=statistics.fmean(lengths),
-                           truncated=statistics.fmean(float(r.truncated) for _, group in groups for r in group),
-                           groups_without_signal=no_signal, samples_trained=len(samples))
+            metrics.update(
+                response_length=statistics.fmean(lengths),
+                truncated=statistics.fmean(float(r.truncated) for _, group in groups for r in group),
+                groups_without_signal=no_signal,
+                samples_trained=len(samples),
+            )
             if samples:
                 tick = time.perf_counter()
                 ref_logprobs = ray.get(reference.response_logprobs.remote(samples))
@@ -144,22 +169,27 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
                     for start in range(0, len(samples), size):
                         part = slice(start, start + size)
                         old = None if old_logprobs is None else old_logprobs[part]
-                        step_metrics.append(ray.get(policy.grpo_step.remote(
-                            samples[part], advantages[part], old, ref_logprobs[part], grpo.clip, grpo.beta)))
+                        step_metrics.append(
+                            ray.get(
+                                policy.grpo_step.remote(
+                                    samples[part], advantages[part], old, ref_logprobs[part], grpo.clip, grpo.beta
+                                )
+                            )
+                        )
                 for key in step_metrics[0]:
                     metrics[key] = statistics.fmean(m[key] for m in step_metrics)
                 weights = policy.state_dict.remote()
                 ray.get([w.load_weights.remote(weights) for w in rollouts])
                 times["time_train"] = time.perf_counter() - tick
             elapsed = sum(times.values())
-            metrics.update(times, samples_per_second=len(lengths) / elapsed,
-                           tokens_per_second=sum(lengths) / elapsed)
+            metrics.update(times, samples_per_second=len(lengths) / elapsed, tokens_per_second=sum(lengths) / elapsed)
             log.log(step + 1, metrics)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward_total']:.2f}", kl=f"{metrics.get('kl', 0):.4f}")
-            maybe_checkpoint(lambda path: ray.get(policy.save_checkpoint.remote(path)), out, step + 1, grpo.steps,
-                             config, "sc_grpo")
+            maybe_checkpoint(
+                lambda path: ray.get(policy.save_checkpoint.remote(path)), out, step + 1, grpo.steps, config, "sc_grpo"
+            )
         if bar is not None:
             bar.close()
         final = out / "final"

@@ -40,8 +40,13 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
     ray_env.connect(config.resources.ray_address)
     ray_env.check_resources({f"policy rank {r}": resources(config.resources.policy) for r in range(sft.world_size)})
     policy = PolicyGroup(
-        config, kwargs, lr=sft.lr, weight_decay=sft.weight_decay, total_steps=total_steps,
-        warmup_steps=int(sft.warmup_ratio * total_steps), grad_clip=sft.grad_clip,
+        config,
+        kwargs,
+        lr=sft.lr,
+        weight_decay=sft.weight_decay,
+        total_steps=total_steps,
+        warmup_steps=int(sft.warmup_ratio * total_steps),
+        grad_clip=sft.grad_clip,
         gradient_checkpointing=config.model.gradient_checkpointing,
     )
     try:
@@ -60,8 +65,11 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
             batch = batch_at(records, step, sft.batch_size, config.seed)
             metrics = policy.sft_step(batch)
             elapsed = time.perf_counter() - tick
-            metrics.update(samples_per_second=len(batch) / elapsed, tokens_per_second=metrics["tokens"] / elapsed,
-                           epoch=(step + 1) * sft.batch_size / len(records))
+            metrics.update(
+                samples_per_second=len(batch) / elapsed,
+                tokens_per_second=metrics["tokens"] / elapsed,
+                epoch=(step + 1) * sft.batch_size / len(records),
+            )
             log.log(step + 1, metrics)
             if bar is not None:
                 bar.update(1)
@@ -75,6 +83,10 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
         policy.kill()
     log.plot(SFT_CURVES, out / "curves.png", title="PA-SFT")
     log.close()
-    summary = {"steps": total_steps, "final_model": str(final), "train_seconds": time.perf_counter() - started,
-               "final_loss": log.rows[-1]["loss"] if log.rows else None}
+    summary = {
+        "steps": total_steps,
+        "final_model": str(final),
+        "train_seconds": time.perf_counter() - started,
+        "final_loss": log.rows[-1]["loss"] if log.rows else None,
+    }
     return finish(config, final, out, summary, run_eval, progress)

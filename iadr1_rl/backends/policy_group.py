@@ -44,14 +44,21 @@ class PolicyGroup:
         if sft.strategy != "none":
             address, port = ray.get(self.ranks[0].rendezvous.remote())
             specs = [
-                DistributedSpec(sft.strategy, rank, sft.world_size, address, port, sft.zero_stage,
-                                sft.offload_optimizer)
+                DistributedSpec(
+                    sft.strategy, rank, sft.world_size, address, port, sft.zero_stage, sft.offload_optimizer
+                )
                 for rank in range(sft.world_size)
             ]
             # All ranks must enter the rendezvous together.
             ray.get([actor.join_group.remote(spec, self.micro_batches) for actor, spec in zip(self.ranks, specs)])
-            logger.info("PA-SFT policy: %d rank(s), %s (ZeRO %d) at %s:%d", sft.world_size, sft.strategy,
-                        sft.zero_stage, address, port)
+            logger.info(
+                "PA-SFT policy: %d rank(s), %s (ZeRO %d) at %s:%d",
+                sft.world_size,
+                sft.strategy,
+                sft.zero_stage,
+                address,
+                port,
+            )
 
     def _all(self, method: str, *args: Any) -> list[Any]:
         import ray
@@ -64,8 +71,9 @@ class PolicyGroup:
         import ray
 
         world = len(self.ranks)
-        results = ray.get([rank.sft_step.remote(list(records[r::world]), self.micro_batches)
-                           for r, rank in enumerate(self.ranks)])
+        results = ray.get(
+            [rank.sft_step.remote(list(records[r::world]), self.micro_batches) for r, rank in enumerate(self.ranks)]
+        )
         tokens = sum(r["tokens"] for r in results)
         loss = sum(r["loss"] * r["tokens"] for r in results) / max(1, tokens)
         return {**results[0], "loss": loss, "tokens": tokens}

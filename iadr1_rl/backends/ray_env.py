@@ -34,8 +34,12 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     # Workers import our packages: give them the checkout on their path.
     root = str(Path(__file__).resolve().parent.parent.parent)
     python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=True,
-             runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count(),
+        include_dashboard=False,
+        log_to_driver=True,
+        runtime_env={"env_vars": {"PYTHONPATH": python_path}},
+    )
     logger.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
 
 
@@ -49,8 +53,10 @@ def check_resources(requests: dict[str, dict[str, float]]) -> None:
         have = float(available.get(unit, 0.0))
         if needed > have + 1e-9:
             detail = ", ".join(f"{name} {r.get(kind, 0.0):g}" for name, r in requests.items() if r.get(kind, 0.0))
-            raise RuntimeError(f"impossible resource request: the actors need {needed:g} {unit} ({detail}) "
-                               f"but the Ray cluster has {have:g}; lower resources.* in the config")
+            raise RuntimeError(
+                f"impossible resource request: the actors need {needed:g} {unit} ({detail}) "
+                f"but the Ray cluster has {have:g}; lower resources.* in the config"
+            )
         if unit == "GPU":
             for name, r in requests.items():
                 if r.get(kind, 0.0) > 1 and not float(r[kind]).is_integer():
@@ -61,5 +67,6 @@ def remote(cls: type, resources: dict[str, float], **options: Any):
     """`ray.remote` with the config's resources (CPU actors share the cores)."""
     import ray
 
-    return ray.remote(num_cpus=resources.get("num_cpus", 1.0), num_gpus=resources.get("num_gpus", 0.0),
-                      max_restarts=0, **options)(cls)
+    return ray.remote(
+        num_cpus=resources.get("num_cpus", 1.0), num_gpus=resources.get("num_gpus", 0.0), max_restarts=0, **options
+    )(cls)

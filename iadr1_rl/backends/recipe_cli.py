@@ -15,16 +15,21 @@ def recipe_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", type=Path, help="YAML config (recipes/configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. grpo.lr=1e-6")
-    parser.add_argument("--root", type=Path, default=Path(os.environ.get("IADR1_ROOT", ".")),
-                        help="relative paths in the config start here (default: $IADR1_ROOT or .)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ.get("IADR1_ROOT", ".")),
+        help="relative paths in the config start here (default: $IADR1_ROOT or .)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
-def parse_recipe_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace,
-                                                                                            RecipeConfig]:
+def parse_recipe_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, RecipeConfig]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

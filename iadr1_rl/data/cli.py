@@ -1,9 +1,9 @@
 """`iadr1-data`: synthesise, convert, export and validate records.
 
-    iadr1-data synth --n N --seed S OUT_DIR
-    iadr1-data convert --from {mvtec,mmad,authors-grpo,sharegpt} INPUT OUT.jsonl
-    iadr1-data export --to {openrlhf,authors-grpo,sharegpt} IN.jsonl OUT
-    iadr1-data validate FILE
+iadr1-data synth --n N --seed S OUT_DIR
+iadr1-data convert --from {mvtec,mmad,authors-grpo,sharegpt} INPUT OUT.jsonl
+iadr1-data export --to {openrlhf,authors-grpo,sharegpt} IN.jsonl OUT
+iadr1-data validate FILE
 """
 
 from __future__ import annotations
@@ -42,9 +42,16 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     config = SynthConfig(
-        n=args.n, seed=args.seed, size=args.size, anomaly_ratio=args.anomaly_ratio, strength=args.strength,
-        shots=args.shots, cot=args.cot, grid=args.grid,
-        defects=args.defects or tuple(DEFECT_TYPES), categories=args.categories or CATEGORIES,
+        n=args.n,
+        seed=args.seed,
+        size=args.size,
+        anomaly_ratio=args.anomaly_ratio,
+        strength=args.strength,
+        shots=args.shots,
+        cot=args.cot,
+        grid=args.grid,
+        defects=args.defects or tuple(DEFECT_TYPES),
+        categories=args.categories or CATEGORIES,
     )
     path = synthesize(args.out_dir, config, progress=not args.quiet)
     print(f"wrote {config.n} records to {path}")

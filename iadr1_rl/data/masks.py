@@ -37,13 +37,19 @@ def mask_cells(mask: np.ndarray, grid: tuple[int, int] = (3, 3), min_share: floa
     height, width = mask.shape
     row_edges = np.linspace(0, height, rows + 1).round().astype(int)
     column_edges = np.linspace(0, width, columns + 1).round().astype(int)
-    shares = np.array(
-        [
-            [mask[row_edges[r] : row_edges[r + 1], column_edges[c] : column_edges[c + 1]].sum() for c in range(columns)]
-            for r in range(rows)
-        ],
-        dtype=float,
-    ) / total
+    shares = (
+        np.array(
+            [
+                [
+                    mask[row_edges[r] : row_edges[r + 1], column_edges[c] : column_edges[c + 1]].sum()
+                    for c in range(columns)
+                ]
+                for r in range(rows)
+            ],
+            dtype=float,
+        )
+        / total
+    )
     chosen = shares >= min_share
     chosen.flat[int(shares.argmax())] = True
     return [int(i) + 1 for i in np.flatnonzero(chosen)]

@@ -288,9 +288,7 @@ def chain_of_thought(kind: str | None, category: str, cells: list[int], grid, rn
             f"The image shows {surface}. Scanning region by region, I see {rng.choice(SEEN[kind])} {place}. "
             f"This {MEANING[kind]}, a {GROUPS[kind]} anomaly. The {category} is defective."
         )
-    return (
-        f"<think>{think}</think><location>{where}</location><type>{defect_type}</type><answer>yes</answer>"
-    )
+    return f"<think>{think}</think><location>{where}</location><type>{defect_type}</type><answer>yes</answer>"
 
 
 # ------------------------------------------------------------------------ rendering

@@ -1,7 +1,7 @@
 """`iadr1-eval`: generate over a test set, and score predictions.
 
-    iadr1-eval run --model DIR --data FILE|MMAD.json --shots 0|1 --out preds.jsonl
-    iadr1-eval score preds.jsonl [--format tags|plain] --json OUT.json
+iadr1-eval run --model DIR --data FILE|MMAD.json --shots 0|1 --out preds.jsonl
+iadr1-eval score preds.jsonl [--format tags|plain] --json OUT.json
 """
 
 from __future__ import annotations
@@ -24,8 +24,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.limit:
         records = records[: args.limit]
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
-    made = run_generation(args.model, records, args.out, args.prompt, args.batch_size, sampling,
-                          args.dtype, args.device, args.backend, progress=not args.quiet)
+    made = run_generation(
+        args.model,
+        records,
+        args.out,
+        args.prompt,
+        args.batch_size,
+        sampling,
+        args.dtype,
+        args.device,
+        args.backend,
+        progress=not args.quiet,
+    )
     print(f"generated {made} outputs ({len(records) - made} already done) in {args.out}")
     return 0
 

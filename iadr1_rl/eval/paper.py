@@ -17,8 +17,16 @@ IAD_R1: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "llava_1_6_8b": ((84.7, 79.0, 88.0, 84.5, 64.1, 70.4), (78.0, 64.4)),
 }
 
-_ALIASES = {"mvtec": "MVTec", "mvtecad": "MVTec", "mvtec ad": "MVTec", "visa": "VisA", "mpdd": "MPDD",
-            "dagm": "DAGM", "dtd": "DTD", "sdd": "SDD"}
+_ALIASES = {
+    "mvtec": "MVTec",
+    "mvtecad": "MVTec",
+    "mvtec ad": "MVTec",
+    "visa": "VisA",
+    "mpdd": "MPDD",
+    "dagm": "DAGM",
+    "dtd": "DTD",
+    "sdd": "SDD",
+}
 
 
 def canonical_dataset(name: str) -> str | None:

@@ -23,8 +23,10 @@ def format_table(report: dict) -> str:
     rows = [[name, *(_cell(scores[c]) for c in COLUMNS)] for name, scores in report["datasets"].items()]
     rows.append(["average", _cell(report["average_balanced_accuracy"]), *([""] * (len(COLUMNS) - 1))])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
-             for r in [header, *rows]]
+    lines = [
+        "  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+        for r in [header, *rows]
+    ]
     notes = [f"{name}: {s['note']}" for name, s in report["datasets"].items() if s.get("note")]
     return "\n".join(lines + notes)
 
@@ -57,8 +59,9 @@ def draw_chart(report: dict, path: Path, backbone: str | None = None, shots: int
     width = 0.38 if any(v is not None for v in theirs) else 0.6
     axes.bar([p - width / 2 if width < 0.6 else p for p in positions], ours, width, label="this run")
     if width < 0.6:
-        axes.bar([p + width / 2 for p in positions], [v or 0.0 for v in theirs], width,
-                 label=f"paper, IAD-R1 ({backbone})")
+        axes.bar(
+            [p + width / 2 for p in positions], [v or 0.0 for v in theirs], width, label=f"paper, IAD-R1 ({backbone})"
+        )
     axes.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
     axes.set_xticks(list(positions), names, rotation=20)
     axes.set_ylim(0, 1)

@@ -219,8 +219,16 @@ def save_config(config: RecipeConfig, path: str | Path) -> None:
         yaml.safe_dump(json.loads(json.dumps(config.to_dict())), out, sort_keys=False)
 
 
-PATH_FIELDS = (("run_dir",), ("model", "path"), ("data", "train"), ("data", "grpo_train"), ("data", "eval"),
-               ("sft", "output"), ("grpo", "output"), ("grpo", "init"))
+PATH_FIELDS = (
+    ("run_dir",),
+    ("model", "path"),
+    ("data", "train"),
+    ("data", "grpo_train"),
+    ("data", "eval"),
+    ("sft", "output"),
+    ("grpo", "output"),
+    ("grpo", "init"),
+)
 
 
 def resolve_paths(config: RecipeConfig, root: str | Path) -> RecipeConfig:

@@ -71,17 +71,28 @@ def init_process_group(spec: DistributedSpec, device: torch.device) -> None:
     import torch.distributed as dist
 
     os.environ.update(
-        MASTER_ADDR=spec.master_addr, MASTER_PORT=str(spec.master_port), RANK=str(spec.rank),
-        WORLD_SIZE=str(spec.world_size), LOCAL_RANK="0",  # Ray gives each actor its own device
+        MASTER_ADDR=spec.master_addr,
+        MASTER_PORT=str(spec.master_port),
+        RANK=str(spec.rank),
+        WORLD_SIZE=str(spec.world_size),
+        LOCAL_RANK="0",  # Ray gives each actor its own device
     )
     if dist.is_initialized():
         return
     dist.init_process_group(
-        backend_for(device), rank=spec.rank, world_size=spec.world_size,
+        backend_for(device),
+        rank=spec.rank,
+        world_size=spec.world_size,
         timeout=datetime.timedelta(minutes=spec.timeout_minutes),
     )
-    logger.info("rank %d/%d joined %s:%d (%s)", spec.rank, spec.world_size, spec.master_addr, spec.master_port,
-                backend_for(device))
+    logger.info(
+        "rank %d/%d joined %s:%d (%s)",
+        spec.rank,
+        spec.world_size,
+        spec.master_addr,
+        spec.master_port,
+        backend_for(device),
+    )
 
 
 def all_reduce_sum(value: float, device: torch.device) -> float:

@@ -28,13 +28,22 @@ DEEPSPEED_DIR = "deepspeed"
 class TrainEngine:
     """AdamW with warm-up + cosine decay and gradient clipping on one process, or DDP."""
 
-    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
-                 grad_clip: float, spec: DistributedSpec = DistributedSpec()) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float,
+        weight_decay: float,
+        total_steps: int,
+        warmup_steps: int,
+        grad_clip: float,
+        spec: DistributedSpec = DistributedSpec(),
+    ) -> None:
         self.model = model
         self.spec = spec
         self.grad_clip = grad_clip
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                           weight_decay=weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
         )
@@ -78,8 +87,10 @@ class TrainEngine:
 
     def save_state(self, path: str | Path) -> None:
         if self.is_writer():
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                       Path(path) / OPTIMIZER_FILE)
+            torch.save(
+                {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                Path(path) / OPTIMIZER_FILE,
+            )
 
     def load_state(self, path: str | Path) -> None:
         state = torch.load(Path(path) / OPTIMIZER_FILE, map_location=self.model.device, weights_only=False)
@@ -91,8 +102,18 @@ class DeepSpeedEngine(TrainEngine):
     """DeepSpeed ZeRO over the ranks: our AdamW and schedule as DeepSpeed's client
     optimizer and scheduler, clipping and accumulation done by DeepSpeed."""
 
-    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
-                 grad_clip: float, spec: DistributedSpec, micro_batches: int = 1, dtype: str = "float32") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float,
+        weight_decay: float,
+        total_steps: int,
+        warmup_steps: int,
+        grad_clip: float,
+        spec: DistributedSpec,
+        micro_batches: int = 1,
+        dtype: str = "float32",
+    ) -> None:
         super().__init__(model, lr, weight_decay, total_steps, warmup_steps, grad_clip)
         self.spec = spec
         self.micro_batches = micro_batches
@@ -104,7 +125,9 @@ class DeepSpeedEngine(TrainEngine):
             ) from error
         init_process_group(spec, next(model.parameters()).device)
         self.module, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=self.optimizer, lr_scheduler=self.scheduler,
+            model=model,
+            optimizer=self.optimizer,
+            lr_scheduler=self.scheduler,
             config=deepspeed_config(spec, micro_batches, grad_clip, dtype),
         )
 
@@ -142,11 +165,20 @@ class DeepSpeedEngine(TrainEngine):
         self.module.load_checkpoint(str(Path(path) / DEEPSPEED_DIR), tag="state", load_module_strict=True)
 
 
-def build_engine(model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
-                 grad_clip: float, spec: DistributedSpec = DistributedSpec(), micro_batches: int = 1,
-                 dtype: str = "float32") -> TrainEngine:
+def build_engine(
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    total_steps: int,
+    warmup_steps: int,
+    grad_clip: float,
+    spec: DistributedSpec = DistributedSpec(),
+    micro_batches: int = 1,
+    dtype: str = "float32",
+) -> TrainEngine:
     """The engine `spec.strategy` names."""
     if spec.strategy == "deepspeed":
-        return DeepSpeedEngine(model, lr, weight_decay, total_steps, warmup_steps, grad_clip, spec, micro_batches,
-                               dtype)
+        return DeepSpeedEngine(
+            model, lr, weight_decay, total_steps, warmup_steps, grad_clip, spec, micro_batches, dtype
+        )
     return TrainEngine(model, lr, weight_decay, total_steps, warmup_steps, grad_clip, spec)

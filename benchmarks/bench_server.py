@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_rewards import rollout_corpus  # noqa: E402
 
+from iadr1_rl.train.distributed import free_port  # noqa: E402
 from rewards import Scorer  # noqa: E402
 
 PROMPT = (
@@ -36,16 +37,8 @@ PROMPT = (
 )
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = free_port("127.0.0.1")
     env = {k: v for k, v in os.environ.items() if not k.startswith("IADR1_")}
     command = [sys.executable, "-m", "rewards.server", "--port", str(port), "--workers", str(workers)]
     process = subprocess.Popen([*command, "--log-level", "error"], cwd=ROOT, env=env)

@@ -41,14 +41,6 @@ def tiny_processor(tmp_path_factory):
     return build_processor(train_tokenizer(corpus, vocab_size=400))
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RunningServer:
     """A real `iadr1-reward-server` process on a free loopback port."""
 
@@ -59,7 +51,9 @@ class RunningServer:
 
         import httpx
 
-        self.port = free_port()
+        from iadr1_rl.train.distributed import free_port
+
+        self.port = free_port("127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port}"
         # The server reads its settings from IADR1_* variables: start from none of ours.
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("IADR1_")}

@@ -81,24 +81,16 @@ def test_score_cli_writes_json_csv_png(tmp_path, capsys):
     assert "MVTec" in capsys.readouterr().out
 
 
+def run_args(model, data, out, *options: str) -> list[str]:
+    """`iadr1-eval run` arguments: model folder, records, predictions file, then options."""
+    return ["run", "--model", str(model), "--data", str(data), "--out", str(out), *options]
+
+
 def test_run_resumes_without_redoing(tmp_path, tiny_model_dir, synthetic_records, monkeypatch):
     from iadr1_rl.eval import generate
 
     out = tmp_path / "preds.jsonl"
-    args = [
-        "-q",
-        "run",
-        "--model",
-        str(tiny_model_dir),
-        "--data",
-        str(synthetic_records),
-        "--out",
-        str(out),
-        "--max-new-tokens",
-        "3",
-        "--batch-size",
-        "4",
-    ]
+    args = ["-q", *run_args(tiny_model_dir, synthetic_records, out, "--max-new-tokens", "3", "--batch-size", "4")]
     assert eval_main([*args, "--limit", "8"]) == 0
     first = out.read_text().splitlines()
     assert len(first) == 8
@@ -127,45 +119,14 @@ def test_run_one_shot_needs_references(tmp_path, tiny_model_dir, synthetic_recor
     for row in rows:
         row["images"] = [str((synthetic_records.parent / row["images"][-1]).resolve())]
     zero_shot.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    code = eval_main(
-        [
-            "run",
-            "--model",
-            str(tiny_model_dir),
-            "--data",
-            str(zero_shot),
-            "--shots",
-            "1",
-            "--out",
-            str(tmp_path / "p.jsonl"),
-        ]
-    )
+    code = eval_main(run_args(tiny_model_dir, zero_shot, tmp_path / "p.jsonl", "--shots", "1"))
     assert code == 2 and "1-shot needs a reference image" in capsys.readouterr().err
-    code = eval_main(["run", "--model", str(tmp_path / "nope"), "--data", str(zero_shot), "--out", str(tmp_path / "p")])
+    code = eval_main(run_args(tmp_path / "nope", zero_shot, tmp_path / "p"))
     assert code == 2 and "model folder not found" in capsys.readouterr().err
 
 
 def test_run_one_shot_generates_with_two_images(tmp_path, tiny_model_dir, synthetic_records):
     out = tmp_path / "one.jsonl"
-    assert (
-        eval_main(
-            [
-                "-q",
-                "run",
-                "--model",
-                str(tiny_model_dir),
-                "--data",
-                str(synthetic_records),
-                "--shots",
-                "1",
-                "--out",
-                str(out),
-                "--max-new-tokens",
-                "2",
-                "--limit",
-                "4",
-            ]
-        )
-        == 0
-    )
+    options = ("--shots", "1", "--max-new-tokens", "2", "--limit", "4")
+    assert eval_main(["-q", *run_args(tiny_model_dir, synthetic_records, out, *options)]) == 0
     assert len(out.read_text().splitlines()) == 4

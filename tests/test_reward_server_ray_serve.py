@@ -3,9 +3,10 @@
 import httpx
 import pytest
 
+from iadr1_rl.train.distributed import free_port
 from rewards import Scorer
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT
 
 GOOD = "<think>a dark hole</think><location>top left</location><type>holes</type><answer>yes</answer>"
 LABEL = {"answer": "yes", "location": "upper left", "type": "hole"}
@@ -22,7 +23,7 @@ def serve_url():
         log_to_driver=False,
         runtime_env={"working_dir": str(ROOT), "excludes": [".venv", "runs", ".git", "benchmarks"]},
     )
-    port = free_port()
+    port = free_port("127.0.0.1")
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     from rewards.ray_serve import build
 

@@ -9,7 +9,7 @@ import torch
 
 from ..data.records import Record
 from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
-from ..train.engine import DeepSpeedEngine, TrainEngine, build_engine
+from ..train.engine import OptimizerSettings, TrainEngine, build_engine
 from ..train.losses import grpo_loss, masked_mean, sft_loss
 from ..train.sequences import Sample, target_ids, token_logprobs
 from .base import ModelActor
@@ -31,16 +31,10 @@ class PolicyActor(ModelActor):
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.optimizer_settings = {
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "total_steps": total_steps,
-            "warmup_steps": warmup_steps,
-            "grad_clip": grad_clip,
-        }
+        self.optimizer_settings = OptimizerSettings(lr, weight_decay, total_steps, warmup_steps, grad_clip)
         # AdamW allocates its moments at the first step, so this costs nothing when
         # `join_group` replaces it with a distributed engine.
-        self.engine: TrainEngine = build_engine(self.model, **self.optimizer_settings)
+        self.engine: TrainEngine = build_engine(self.model, self.optimizer_settings)
 
     # ------------------------------------------------------- data-parallel ranks
     def rendezvous(self) -> tuple[str, int]:
@@ -53,11 +47,7 @@ class PolicyActor(ModelActor):
         """Train as rank `spec.rank` of `spec.world_size` (DDP or DeepSpeed); all ranks
         must call it together. Returns the rank."""
         self.engine = build_engine(
-            self.model,
-            **self.optimizer_settings,
-            spec=spec,
-            micro_batches=micro_batches,
-            dtype=str(self.model.dtype).removeprefix("torch."),
+            self.model, self.optimizer_settings, spec, micro_batches, dtype=str(self.model.dtype).removeprefix("torch.")
         )
         return spec.rank
 
@@ -71,8 +61,7 @@ class PolicyActor(ModelActor):
         samples = [Sample(r, target_ids(tokenizer, r.response)) for r in records]
         size = -(-len(samples) // max(1, micro_batches))
         parts = [samples[i : i + size] for i in range(0, len(samples), size)]
-        if isinstance(self.engine, DeepSpeedEngine) and len(parts) != self.engine.micro_batches:
-            raise ValueError(f"DeepSpeed was set up for {self.engine.micro_batches} micro-batches, got {len(parts)}")
+        self.engine.check_micro_batches(len(parts))
         local_tokens = sum(len(s.response_ids) for s in samples)
         # Every rank needs the step's token count over all ranks to weigh its share.
         step_tokens = all_reduce_sum(float(local_tokens), self.model.device)

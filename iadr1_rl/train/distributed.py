@@ -22,9 +22,10 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +56,11 @@ class DistributedSpec:
             raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
 
 
-def free_port() -> int:
-    """A TCP port free on this node now (rank 0 calls it for the group's rendezvous)."""
+def free_port(host: str = "") -> int:
+    """A TCP port free on `host` now ("": every interface, as rank 0's rendezvous needs,
+    since the other ranks may be on other nodes)."""
     with socket.socket() as sock:
-        sock.bind(("", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -97,6 +99,7 @@ def init_process_group(spec: DistributedSpec, device: torch.device) -> None:
 
 def all_reduce_sum(value: float, device: torch.device) -> float:
     """Sum of `value` over the ranks (the value itself when not distributed)."""
+    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():

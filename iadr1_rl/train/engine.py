@@ -10,7 +10,7 @@ its accumulation steps).
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,35 @@ import torch
 from .distributed import DistributedSpec, deepspeed_config, init_process_group
 from .schedule import warmup_cosine
 
-logger = logging.getLogger(__name__)
-
 OPTIMIZER_FILE = "optimizer.pt"
 DEEPSPEED_DIR = "deepspeed"
 
 
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """AdamW with linear warm-up then cosine decay, and gradient clipping."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    total_steps: int = 1
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+
+
 class TrainEngine:
-    """AdamW with warm-up + cosine decay and gradient clipping on one process, or DDP."""
+    """The optimiser step on one process, or under DDP."""
 
     def __init__(
-        self,
-        model: torch.nn.Module,
-        lr: float,
-        weight_decay: float,
-        total_steps: int,
-        warmup_steps: int,
-        grad_clip: float,
-        spec: DistributedSpec = DistributedSpec(),
+        self, model: torch.nn.Module, settings: OptimizerSettings, spec: DistributedSpec = DistributedSpec()
     ) -> None:
         self.model = model
         self.spec = spec
-        self.grad_clip = grad_clip
+        self.grad_clip = settings.grad_clip
         self.optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay
+            [p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=settings.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps)
+            self.optimizer, lambda step: warmup_cosine(step, settings.total_steps, settings.warmup_steps)
         )
         self.module: torch.nn.Module = model
         if spec.strategy == "ddp":
@@ -59,6 +61,9 @@ class TrainEngine:
     def loss_factor(self) -> float:
         # DDP averages gradients over ranks; undo it so shares add up to one step mean.
         return float(self.spec.world_size)
+
+    def check_micro_batches(self, count: int) -> None:
+        """Any number of micro-batches per step works here."""
 
     def backward(self, loss: torch.Tensor, share: float) -> None:
         (loss * (share * self.loss_factor)).backward()
@@ -105,17 +110,12 @@ class DeepSpeedEngine(TrainEngine):
     def __init__(
         self,
         model: torch.nn.Module,
-        lr: float,
-        weight_decay: float,
-        total_steps: int,
-        warmup_steps: int,
-        grad_clip: float,
+        settings: OptimizerSettings,
         spec: DistributedSpec,
         micro_batches: int = 1,
         dtype: str = "float32",
     ) -> None:
-        super().__init__(model, lr, weight_decay, total_steps, warmup_steps, grad_clip)
-        self.spec = spec
+        super().__init__(model, settings, spec)  # AdamW and the schedule become DeepSpeed's client ones
         self.micro_batches = micro_batches
         try:
             import deepspeed
@@ -128,13 +128,18 @@ class DeepSpeedEngine(TrainEngine):
             model=model,
             optimizer=self.optimizer,
             lr_scheduler=self.scheduler,
-            config=deepspeed_config(spec, micro_batches, grad_clip, dtype),
+            config=deepspeed_config(spec, micro_batches, settings.grad_clip, dtype),
         )
 
     @property
     def loss_factor(self) -> float:
         # DeepSpeed averages over ranks and divides by its accumulation steps.
         return float(self.spec.world_size * self.micro_batches)
+
+    def check_micro_batches(self, count: int) -> None:
+        """DeepSpeed's accumulation boundary is fixed when the engine is built."""
+        if count != self.micro_batches:
+            raise ValueError(f"DeepSpeed was set up for {self.micro_batches} micro-batches, got {count}")
 
     def backward(self, loss: torch.Tensor, share: float) -> None:
         self.module.backward(loss * (share * self.loss_factor))
@@ -167,18 +172,12 @@ class DeepSpeedEngine(TrainEngine):
 
 def build_engine(
     model: torch.nn.Module,
-    lr: float,
-    weight_decay: float,
-    total_steps: int,
-    warmup_steps: int,
-    grad_clip: float,
+    settings: OptimizerSettings,
     spec: DistributedSpec = DistributedSpec(),
     micro_batches: int = 1,
     dtype: str = "float32",
 ) -> TrainEngine:
     """The engine `spec.strategy` names."""
     if spec.strategy == "deepspeed":
-        return DeepSpeedEngine(
-            model, lr, weight_decay, total_steps, warmup_steps, grad_clip, spec, micro_batches, dtype
-        )
-    return TrainEngine(model, lr, weight_decay, total_steps, warmup_steps, grad_clip, spec)
+        return DeepSpeedEngine(model, settings, spec, micro_batches, dtype)
+    return TrainEngine(model, settings, spec)

@@ -12,6 +12,7 @@ from pathlib import Path
 from rewards import Scorer
 
 from ..actors import PolicyActor, ReferenceActor, RolloutActor
+from ..eval.compare import fitted_rise
 from ..models.generation import SamplingConfig
 from ..train.checkpoint import latest_checkpoint, read_state
 from ..train.config import RecipeConfig, save_config
@@ -208,5 +209,7 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
         "mean_reward_start": statistics.fmean(rewards[:window]) if rewards else None,
         "mean_reward_end": statistics.fmean(rewards[-window:]) if rewards else None,
         "reward_window": window,
+        # The least-squares rise over every step, with its standard error: is the rise noise?
+        "reward_fitted_rise": fitted_rise("reward_total", rewards).to_json() if len(rewards) >= 3 else None,
     }
     return finish(config, final, out, summary, run_eval, progress)

@@ -2,6 +2,7 @@
 
 iadr1-eval run --model DIR --data FILE|MMAD.json --shots 0|1 --out preds.jsonl
 iadr1-eval score preds.jsonl [--format tags|plain] --json OUT.json
+iadr1-eval compare before.jsonl after.jsonl [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from ..cli_errors import run_command
 from ..models.generation import SamplingConfig
 from .answers import FORMATS, read_predictions
+from .compare import changes_json, paired_changes
 from .generate import load_test_set, run_generation
 from .metrics import score_predictions
 from .paper import IAD_R1
@@ -49,6 +51,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    changes = paired_changes(args.before, args.after)
+    for change in changes.values():
+        verdict = "rose" if change.rose() else "fell" if change.change < -2 * change.standard_error else "within noise"
+        print(f"{change.describe()}: {verdict}")
+    if args.json:
+        from ..data.records import write_json
+
+        write_json(changes_json(changes), args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iadr1-eval", description="Evaluate IAD-R1 models.")
     parser.add_argument("-q", "--quiet", action="store_true")
@@ -74,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--backbone", choices=sorted(IAD_R1), help="draw the paper's figures for this backbone")
     score.add_argument("--shots", type=int, choices=(0, 1), default=0)
     score.set_defaults(func=cmd_score)
+    compare = sub.add_parser(
+        "compare", help="paired change of each metric between two models' predictions on one test set"
+    )
+    compare.add_argument("before", type=Path, help="predictions JSONL of the first model (e.g. PA-SFT)")
+    compare.add_argument("after", type=Path, help="predictions JSONL of the second model, same test items")
+    compare.add_argument("--json", type=Path, help="write the changes here")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

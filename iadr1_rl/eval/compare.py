@@ -1,0 +1,133 @@
+"""Did a model improve? Changes with their standard errors, so "rose" means beyond noise.
+
+Two prediction files for one test set (say PA-SFT and SC-GRPO) are matched by item id,
+each item scored by the SC-GRPO reward in both, and each metric's change reported with
+the standard error of the *paired* mean difference, std(after_i - before_i) / sqrt(n).
+Pairing removes the items' own difficulty from the noise, so it is the honest yardstick
+for "rose beyond noise" on one test set; treating the two runs as independent samples
+overstates the noise (items both models get right, or both wrong, add none).
+
+Metrics, as `reward_summary` defines them: answer accuracy and mean reward over all
+items; location accuracy and type score over the anomalous ones (gated on a `yes`
+answer, as the reward is).
+
+A training curve (say the reward per SC-GRPO step, each step on fresh prompts) gets
+`fitted_rise`: the least-squares line through every step, its rise from the first step
+to the last, and that rise's standard error, which uses every step rather than two
+windows at the ends.
+
+    >>> change = Change("type_score", 100, 0.50, 0.58, 0.02)
+    >>> change.rose()
+    True
+    >>> fitted_rise("reward", [1.0, 1.2, 1.1, 1.3]).change
+    0.24
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+METRICS = ("answer_accuracy", "mean_reward", "location_accuracy", "type_score")
+
+
+@dataclass(frozen=True)
+class Change:
+    """`metric` went from `before` to `after` over `n` items (or steps), with the standard
+    error of that change."""
+
+    metric: str
+    n: int
+    before: float
+    after: float
+    standard_error: float
+
+    @property
+    def change(self) -> float:
+        return self.after - self.before
+
+    def rose(self, standard_errors: float = 2.0) -> bool:
+        """True when the change is positive beyond `standard_errors` standard errors."""
+        return self.change > standard_errors * self.standard_error
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "change": self.change, "rose": self.rose()}
+
+    def describe(self) -> str:
+        return (
+            f"{self.metric}: {self.before:.3f} -> {self.after:.3f} "
+            f"(change {self.change:+.3f}, 2 s.e. {2 * self.standard_error:.3f}, n {self.n})"
+        )
+
+
+def _paired(metric: str, pairs: list[tuple[float, float]]) -> Change:
+    n = len(pairs)
+    if n == 0:
+        return Change(metric, 0, math.nan, math.nan, math.nan)
+    differences = [after - before for before, after in pairs]
+    mean = sum(differences) / n
+    variance = sum((d - mean) ** 2 for d in differences) / (n - 1) if n > 1 else 0.0
+    return Change(
+        metric,
+        n,
+        sum(b for b, _ in pairs) / n,
+        sum(a for _, a in pairs) / n,
+        math.sqrt(variance / n),
+    )
+
+
+def fitted_rise(metric: str, values: list[float]) -> Change:
+    """The least-squares line through `values` (one per step): its value at the first and
+    last step, and the standard error of that rise (ordinary least squares)."""
+    n = len(values)
+    if n < 3:
+        raise ValueError(f"a fitted rise needs at least 3 values, got {n}")
+    mean_x, mean_y = (n - 1) / 2, sum(values) / n
+    sxx = sum((x - mean_x) ** 2 for x in range(n))
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(values)) / sxx
+    residuals = [y - mean_y - slope * (x - mean_x) for x, y in enumerate(values)]
+    slope_error = math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx)
+    span = n - 1
+    return Change(
+        metric, n, round(mean_y - slope * mean_x, 12), round(mean_y + slope * (span - mean_x), 12), slope_error * span
+    )
+
+
+def _read(path: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        missing = {"id", "label", "output"} - set(row)
+        if missing:
+            raise ValueError(f"{path}:{number}: prediction row lacks {sorted(missing)}")
+        rows[str(row["id"])] = row
+    return rows
+
+
+def paired_changes(before: str | Path, after: str | Path) -> dict[str, Change]:
+    """Each metric's change from `before` to `after` (prediction JSONL files of one test set)."""
+    from rewards import Scorer
+
+    first, second = _read(before), _read(after)
+    if set(first) != set(second):
+        only = sorted(set(first) ^ set(second))
+        raise ValueError(f"{before} and {after} do not hold the same test items ({len(only)} differ, e.g. {only[:3]})")
+    scorer = Scorer()
+    pairs: dict[str, list[tuple[float, float]]] = {metric: [] for metric in METRICS}
+    for item_id, row in first.items():
+        label = row["label"]
+        a, b = scorer.score(row["output"], label), scorer.score(second[item_id]["output"], label)
+        pairs["answer_accuracy"].append((a.accuracy, b.accuracy))
+        pairs["mean_reward"].append((a.total, b.total))
+        if label["answer"] == "yes":
+            pairs["location_accuracy"].append((a.location, b.location))
+            pairs["type_score"].append((a.type, b.type))
+    return {metric: _paired(metric, values) for metric, values in pairs.items()}
+
+
+def changes_json(changes: dict[str, Change]) -> dict[str, dict]:
+    return {name: change.to_json() for name, change in changes.items()}

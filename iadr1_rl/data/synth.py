@@ -2,13 +2,15 @@
 
 `iadr1-data synth --n N --seed S OUT_DIR` renders small RGB images of textured surfaces
 (brushed metal, woven fabric, wood, tile) and a simple part (a plate on a dark
-background), half of them with one defect in a known place: a scratch (thin line), a
-hole (dark disc with a rim), a stain (soft blotch), a crack (jagged dark line), a
-missing part (a chip showing what lies beneath) or a deformation (a shaded bump). The
-defect's mask gives its grid cells (`masks.mask_cells`) and text location; each record
-carries an Expert-AD-style chain of thought in the reward spec's tag pattern. Output
-is deterministic for a seed: `OUT_DIR/records.jsonl`, `OUT_DIR/images/`, the normal
-references for 1-shot in `OUT_DIR/references/`, and `OUT_DIR/masks/`.
+background), half of them with one defect in a known place: a scratch (thin bright
+line), a hole (dark disc with a bright rim), a stain (soft brown blotch), a crack (jagged
+dark line), a missing part (a chip showing the bright material beneath) or a deformation
+(a shaded bump). Each kind looks different at 16 visual tokens, so a tiny VLM can tell
+them apart. The defect's mask gives its grid cells (`masks.mask_cells`) and text
+location; each record carries an Expert-AD-style chain of thought in the reward spec's
+tag pattern. Output is deterministic for a seed: `OUT_DIR/records.jsonl`,
+`OUT_DIR/images/`, the normal references for 1-shot in `OUT_DIR/references/`, and
+`OUT_DIR/masks/`.
 """
 
 from __future__ import annotations
@@ -163,7 +165,9 @@ def scratch(image, nrng, rng, cx, cy, s) -> np.ndarray:
     length, angle = rng.uniform(14, 26) * s, rng.uniform(0, np.pi)
     half = np.array([np.cos(angle), np.sin(angle)]) * length / 2
     mask = _line_mask(image.shape[0], np.array([[cx, cy] - half, [cx, cy] + half]), rng.uniform(1.6, 2.6) * s)
-    image[mask] += rng.choice([-1, 1]) * rng.uniform(45, 70) * s
+    # Always bright: the coating scraped down to bare metal. A dark scratch looks like a
+    # crack to a 16-token vision tower (measured: half of them were called fractures).
+    image[mask] += rng.uniform(45, 70) * s
     return mask
 
 
@@ -207,9 +211,12 @@ def missing(image, nrng, rng, cx, cy, s) -> np.ndarray:
     angle = np.arctan2(y - cy, x - cx)
     wobble = 1 + 0.25 * np.sin(angle * rng.randint(3, 5) + rng.uniform(0, 6))
     mask = np.hypot(x - cx, y - cy) <= radius * wobble
-    image[mask] = 30 + nrng.normal(0, 3, (int(mask.sum()), 3))
+    # The chip shows the bright bare material beneath the surface layer, with a dark
+    # broken edge: unlike a hole's dark void with a bright rim (measured: dark chips were
+    # called holes half the time).
+    image[mask] = 225 + nrng.normal(0, 4, (int(mask.sum()), 3))
     edge = (np.hypot(x - cx, y - cy) <= radius * wobble + 1.5) & ~mask
-    image[edge] += 35
+    image[edge] *= 0.4
     return mask
 
 
@@ -243,11 +250,11 @@ SURFACE_WORDS = {
     "plate part": ["a rectangular plate part on a dark background", "a flat plate component against a dark backdrop"],
 }
 SEEN = {
-    "scratch": ["a thin straight line that breaks the texture", "a narrow linear mark"],
+    "scratch": ["a thin bright straight line that breaks the texture", "a narrow bright linear mark"],
     "hole": ["a dark round opening with a bright rim", "a small dark circular void"],
     "stain": ["a soft brownish blotch", "a diffuse discoloured patch"],
     "crack": ["a dark jagged line", "an irregular dark fissure"],
-    "missing": ["a chipped region where material is missing", "a dark bite out of the surface"],
+    "missing": ["a chipped region showing the bare material beneath", "a bright bite out of the surface"],
     "deformation": ["a shaded bump that distorts the surface", "a raised, bulging area"],
 }
 MEANING = {

@@ -6,7 +6,7 @@ head, submit PA-SFT then SC-GRPO as Ray jobs, evaluate both on a held-out split 
 `iadr1-eval`, and write `runs/demo/` (configs, logs, checkpoints, curves, evaluation
 tables) with `runs/demo/summary.json`.
 
-    python recipes/demo.py [--run-dir runs/demo] [--train-n 3000] [key=value …]
+    python recipes/demo.py [--run-dir runs/demo] [--train-n 3000] [--test-n 1000] [key=value …]
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="PA-SFT then SC-GRPO on a tiny offline VLM, as Ray jobs.")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--train-n", type=int, default=3000)
-    parser.add_argument("--test-n", type=int, default=300)
+    # 1000 held-out items (500 anomalous): paired changes of a few points are then beyond noise.
+    parser.add_argument("--test-n", type=int, default=1000)
     parser.add_argument("--fresh", action="store_true", help="delete the run folder first (default: reuse/resume)")
     parser.add_argument("overrides", nargs="*", help="config overrides for both recipes (section.key=value)")
     args = parser.parse_args(argv)

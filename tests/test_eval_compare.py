@@ -54,6 +54,15 @@ def test_normal_items_count_for_answers_not_for_location(tmp_path):
     assert changes["location_accuracy"].after == 1.0
 
 
+def test_a_test_set_without_anomalies_has_no_location_change(tmp_path, capsys):
+    before = write(tmp_path / "a.jsonl", [(NORMAL, SAYS_NO)])
+    changes = paired_changes(before, before)
+    assert changes["location_accuracy"].n == 0
+    assert changes["location_accuracy"].to_json()["before"] is None  # null in JSON, not NaN
+    assert eval_main(["compare", before, before]) == 0
+    assert "location_accuracy: no items to compare" in capsys.readouterr().out
+
+
 def test_order_of_rows_does_not_matter(tmp_path):
     items = [(HOLE, RIGHT), (HOLE, WRONG_TYPE), (NORMAL, SAYS_NO)]
     before = write(tmp_path / "a.jsonl", items)

@@ -54,6 +54,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     changes = paired_changes(args.before, args.after)
     for change in changes.values():
+        if change.n == 0:
+            print(f"{change.metric}: no items to compare")
+            continue
         verdict = "rose" if change.rose() else "fell" if change.change < -2 * change.standard_error else "within noise"
         print(f"{change.describe()}: {verdict}")
     if args.json:

@@ -53,7 +53,9 @@ class Change:
         return self.change > standard_errors * self.standard_error
 
     def to_json(self) -> dict:
-        return {**asdict(self), "change": self.change, "rose": self.rose()}
+        """JSON-safe: a metric without items (NaN) is written as null."""
+        row = {**asdict(self), "change": self.change, "rose": self.rose()}
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
     def describe(self) -> str:
         return (

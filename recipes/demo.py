@@ -121,13 +121,19 @@ def target_report(summary: dict) -> list[str]:
             f"SC-GRPO holds it (within 0.02): {grpo['balanced_accuracy']:.3f} vs {sft['balanced_accuracy']:.3f}",
         ),
     ]
-    trend = grpo["reward_fitted_rise"]
-    ok, text = _rise(trend["before"], trend["after"], trend["standard_error"])
-    checks.append((ok, f"training reward rises during SC-GRPO (line fitted over {trend['n']} steps): {text}"))
-    for metric, name in (("location_accuracy", "location accuracy"), ("type_score", "type score")):
+    for metric, name, items in (
+        ("mean_reward", "mean reward", "items"),
+        ("location_accuracy", "location accuracy", "anomalous"),
+        ("type_score", "type score", "anomalous"),
+    ):
         change = changes[metric]
         ok, text = _rise(change["before"], change["after"], change["standard_error"])
-        checks.append((ok, f"{name} (test, {change['n']} anomalous, paired) rises: {text}"))
+        checks.append((ok, f"{name} (test, {change['n']} {items}, paired) rises: {text}"))
+    # Training reward as a fraction of each prompt's maximum, so the step's mix of normal
+    # and anomalous prompts does not swing it; a line through every step.
+    trend = grpo["normalised_reward_fitted_rise"]
+    ok, text = _rise(trend["before"], trend["after"], trend["standard_error"])
+    checks.append((ok, f"training reward / maximum rises (line through {trend['n']} steps): {text}"))
     return [f"[{'met' if ok else 'NOT met'}] {text}" for ok, text in checks]
 
 
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "mean_reward_start": grpo_summary["mean_reward_start"],
             "mean_reward_end": grpo_summary["mean_reward_end"],
             "reward_fitted_rise": grpo_summary["reward_fitted_rise"],
+            "normalised_reward_fitted_rise": grpo_summary["normalised_reward_fitted_rise"],
         },
         # PA-SFT -> SC-GRPO on the same held-out items, each change with its paired s.e.
         "changes": changes_json(

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GRPO_METRICS = {
     "reward_total",
     "reward_total_std",
+    "reward_normalised",
     "reward_consistency",
     "reward_accuracy",
     "reward_location",
@@ -101,7 +102,7 @@ def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, syn
     assert all(SFT_METRICS <= set(r) for r in rows(tmp_path / "sft" / "metrics.jsonl"))
     grpo = run_grpo(config, progress=False)
     assert grpo["steps"] == 4 and grpo["mean_reward_start"] is not None
-    assert grpo["reward_fitted_rise"]["n"] == 4
+    assert grpo["reward_fitted_rise"]["n"] == grpo["normalised_reward_fitted_rise"]["n"] == 4
     after_grpo = weights(tmp_path / "grpo" / "final")
     assert any(not torch.equal(after_sft[k], after_grpo[k]) for k in after_sft)
     logged = rows(tmp_path / "grpo" / "metrics.jsonl")

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 GRPO_CURVES = [
     "reward_total",
+    "reward_normalised",
     "reward_accuracy",
     "reward_location",
     "reward_type",
@@ -47,9 +48,13 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def reward_metrics(scores, labels_anomalous: list[bool]) -> dict[str, float]:
-    """Mean and std of every reward part and the total, plus task accuracies."""
+    """Mean and std of every reward part and the total, plus task accuracies.
+
+    `reward_normalised` is each completion's total over the most its label allows (4 for an
+    anomaly, 2 for a normal item): unlike the total, its mean does not swing with how many
+    of the step's prompts happen to be anomalous."""
     metrics: dict[str, float] = {}
-    for part in ("consistency", "accuracy", "location", "type", "total"):
+    for part in ("consistency", "accuracy", "location", "type", "total", "normalised"):
         mean, std = _mean_std([getattr(s, part) for s in scores])
         metrics[f"reward_{part}"], metrics[f"reward_{part}_std"] = mean, std
     anomalous = [s for s, a in zip(scores, labels_anomalous) if a]
@@ -211,5 +216,10 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
         "reward_window": window,
         # The least-squares rise over every step, with its standard error: is the rise noise?
         "reward_fitted_rise": fitted_rise("reward_total", rewards).to_json() if len(rewards) >= 3 else None,
+        "normalised_reward_fitted_rise": (
+            fitted_rise("reward_normalised", [r["reward_normalised"] for r in log.rows]).to_json()
+            if len(rewards) >= 3
+            else None
+        ),
     }
     return finish(config, final, out, summary, run_eval, progress)

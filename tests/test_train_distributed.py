@@ -32,6 +32,12 @@ def sft_config(run_dir: Path, model_dir: Path, records: Path, *extra: str):
     )  # 24 records: 3 steps of 6, a checkpoint after step 2
 
 
+# Two ranks sum float32 gradients in another order than one process, and Adam's first
+# steps (tiny second moments) amplify that rounding: measured up to 2.2e-5. A process
+# stepping on half of each batch (what a rank without the all-reduce does) ends 2e-2 away.
+SAME_STEPS = 1e-4
+
+
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "sft" / "final" / "model.safetensors")
 
@@ -65,7 +71,7 @@ def test_two_ranks_equal_one_process(strategy, zero_stage, one_process, tmp_path
     summary = run_sft(config, progress=False, run_eval=False)
     assert summary["steps"] == 3
     # Same token-mean gradient, clipping and AdamW step, computed on two shards.
-    assert max_difference(final_weights(tmp_path), one_process) < 2e-5
+    assert max_difference(final_weights(tmp_path), one_process) < SAME_STEPS
     checkpoint = tmp_path / "sft" / "checkpoints" / "step_000002"
     assert (checkpoint / "model.safetensors").is_file()
     if strategy == "deepspeed":  # each rank's optimizer shard, written together
@@ -80,7 +86,7 @@ def test_deepspeed_resume_and_accumulation(one_process, tmp_path, tiny_model_dir
     config = sft_config(tmp_path, tiny_model_dir, synthetic_records, *extra)
     run_sft(config, progress=False, run_eval=False)
     uninterrupted = final_weights(tmp_path)
-    assert max_difference(uninterrupted, one_process) < 2e-5
+    assert max_difference(uninterrupted, one_process) < SAME_STEPS
     (tmp_path / "sft" / "final" / "model.safetensors").unlink()
     summary = run_sft(config, resume=True, progress=False, run_eval=False)
     assert summary["steps"] == 3

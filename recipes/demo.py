@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from iadr1_rl.data.prompts import prompt_text  # noqa: E402
 from iadr1_rl.data.records import load_records, write_json  # noqa: E402
 from iadr1_rl.data.synth import SynthConfig, synthesize  # noqa: E402
-from iadr1_rl.eval.compare import changes_json, paired_changes  # noqa: E402
+from iadr1_rl.eval.compare import Change, changes_json, paired_changes  # noqa: E402
 from iadr1_rl.eval.metrics import reward_summary  # noqa: E402
 from iadr1_rl.models.tiny import build_tiny_vlm  # noqa: E402
 
@@ -101,14 +101,6 @@ def evaluate(model: Path, test: Path, out: Path, env: dict[str, str]) -> dict:
     return {"balanced_accuracy": report["average_balanced_accuracy"], **reward_summary(predictions)}
 
 
-def _rise(before: float | None, after: float | None, noise: float) -> tuple[bool, str]:
-    """A rise counts only beyond two standard errors of the difference."""
-    if before is None or after is None:
-        return False, "n/a"
-    delta = after - before
-    return delta > 2 * noise, f"{before:.3f} -> {after:.3f} (change {delta:+.3f}, 2 s.e. {2 * noise:.3f})"
-
-
 def target_report(summary: dict) -> list[str]:
     """The demo's targets against what this run measured, with noise taken into account:
     held-out changes are paired over the same test items (`iadr1-eval compare`)."""
@@ -121,19 +113,16 @@ def target_report(summary: dict) -> list[str]:
             f"SC-GRPO holds it (within 0.02): {grpo['balanced_accuracy']:.3f} vs {sft['balanced_accuracy']:.3f}",
         ),
     ]
-    for metric, name, items in (
-        ("mean_reward", "mean reward", "items"),
-        ("location_accuracy", "location accuracy", "anomalous"),
-        ("type_score", "type score", "anomalous"),
-    ):
-        change = changes[metric]
-        ok, text = _rise(change["before"], change["after"], change["standard_error"])
-        checks.append((ok, f"{name} (test, {change['n']} {items}, paired) rises: {text}"))
     # Training reward as a fraction of each prompt's maximum, so the step's mix of normal
     # and anomalous prompts does not swing it; a line through every step.
-    trend = grpo["normalised_reward_fitted_rise"]
-    ok, text = _rise(trend["before"], trend["after"], trend["standard_error"])
-    checks.append((ok, f"training reward / maximum rises (line through {trend['n']} steps): {text}"))
+    for row, name in (
+        (changes["mean_reward"], "mean reward (test, paired)"),
+        (changes["location_accuracy"], "location accuracy (test, anomalous, paired)"),
+        (changes["type_score"], "type score (test, anomalous, paired)"),
+        (grpo["normalised_reward_fitted_rise"], "training reward / maximum (line through every step)"),
+    ):
+        change = Change(f"{name} rises", row["n"], row["before"], row["after"], row["standard_error"])
+        checks.append((change.rose(), change.describe()))
     return [f"[{'met' if ok else 'NOT met'}] {text}" for ok, text in checks]
 
 

@@ -65,6 +65,11 @@ def reward_metrics(scores, labels_anomalous: list[bool]) -> dict[str, float]:
     return metrics
 
 
+def _fitted_rise(rows: list[dict], metric: str) -> dict | None:
+    values = [row[metric] for row in rows]
+    return fitted_rise(metric, values).to_json() if len(values) >= 3 else None
+
+
 def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, run_eval: bool = True) -> dict:
     import ray
 
@@ -215,11 +220,7 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
         "mean_reward_end": statistics.fmean(rewards[-window:]) if rewards else None,
         "reward_window": window,
         # The least-squares rise over every step, with its standard error: is the rise noise?
-        "reward_fitted_rise": fitted_rise("reward_total", rewards).to_json() if len(rewards) >= 3 else None,
-        "normalised_reward_fitted_rise": (
-            fitted_rise("reward_normalised", [r["reward_normalised"] for r in log.rows]).to_json()
-            if len(rewards) >= 3
-            else None
-        ),
+        "reward_fitted_rise": _fitted_rise(log.rows, "reward_total"),
+        "normalised_reward_fitted_rise": _fitted_rise(log.rows, "reward_normalised"),
     }
     return finish(config, final, out, summary, run_eval, progress)

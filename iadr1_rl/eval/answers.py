@@ -37,8 +37,10 @@ def extract_prediction(output: str, fmt: str = "tags") -> str | None:
     return word.group(1).lower() if word else None
 
 
-def read_predictions(path: Path, fmt: str) -> list[tuple[str, str, str | None]]:
-    """(dataset, label answer, extracted answer) for each line of a predictions file."""
+def prediction_rows(path: str | Path, required: tuple[str, ...] = ("label", "output")) -> list[dict]:
+    """The rows of a predictions file (`iadr1-eval run` writes `id`, `dataset`, `label`,
+    `output`); a missing file, bad JSON or a row without a `required` key is named."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions not found: {path}")
     rows = []
@@ -48,8 +50,23 @@ def read_predictions(path: Path, fmt: str) -> list[tuple[str, str, str | None]]:
                 continue
             try:
                 row = json.loads(line)
-                predicted = extract_prediction(row["output"], fmt)
-                rows.append((row.get("dataset") or "unknown", row["label"]["answer"], predicted))
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
+            except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{number}: not a prediction line ({error})") from error
+            missing = [key for key in required if not isinstance(row, dict) or key not in row]
+            if missing:
+                raise ValueError(f"{path}:{number}: not a prediction line (lacks {missing})")
+            rows.append(row)
+    return rows
+
+
+def read_predictions(path: Path, fmt: str) -> list[tuple[str, str, str | None]]:
+    """(dataset, label answer, extracted answer) for each line of a predictions file."""
+    rows = []
+    for number, row in enumerate(prediction_rows(path), start=1):
+        try:
+            rows.append(
+                (row.get("dataset") or "unknown", row["label"]["answer"], extract_prediction(row["output"], fmt))
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{path}: prediction {number}: label without an answer ({error})") from error
     return rows

@@ -56,9 +56,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for change in changes.values():
         if change.n == 0:
             print(f"{change.metric}: no items to compare")
-            continue
-        verdict = "rose" if change.rose() else "fell" if change.change < -2 * change.standard_error else "within noise"
-        print(f"{change.describe()}: {verdict}")
+        else:
+            print(f"{change.describe()}: {change.verdict()}")
     if args.json:
         from ..data.records import write_json
 

@@ -7,8 +7,8 @@ Pairing removes the items' own difficulty from the noise, so it is the honest ya
 for "rose beyond noise" on one test set; treating the two runs as independent samples
 overstates the noise (items both models get right, or both wrong, add none).
 
-Metrics, as `reward_summary` defines them: answer accuracy and mean reward over all
-items; location accuracy and type score over the anomalous ones (gated on a `yes`
+Metrics, as `metrics.item_metrics` defines them: answer accuracy and mean reward over
+all items; location accuracy and type score over the anomalous ones (gated on a `yes`
 answer, as the reward is).
 
 A training curve (say the reward per SC-GRPO step, each step on fresh prompts) gets
@@ -19,16 +19,18 @@ windows at the ends.
     >>> change = Change("type_score", 100, 0.50, 0.58, 0.02)
     >>> change.rose()
     True
-    >>> fitted_rise("reward", [1.0, 1.2, 1.1, 1.3]).change
+    >>> round(fitted_rise("reward", [1.0, 1.2, 1.1, 1.3]).change, 6)
     0.24
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .answers import prediction_rows
+from .metrics import item_metrics
 
 METRICS = ("answer_accuracy", "mean_reward", "location_accuracy", "type_score")
 
@@ -51,6 +53,12 @@ class Change:
     def rose(self, standard_errors: float = 2.0) -> bool:
         """True when the change is positive beyond `standard_errors` standard errors."""
         return self.change > standard_errors * self.standard_error
+
+    def verdict(self) -> str:
+        """`rose`, `fell` or `within noise` (two standard errors)."""
+        if self.rose():
+            return "rose"
+        return "fell" if self.change < -2 * self.standard_error else "within noise"
 
     def to_json(self) -> dict:
         """JSON-safe: a metric without items (NaN) is written as null."""
@@ -92,42 +100,27 @@ def fitted_rise(metric: str, values: list[float]) -> Change:
     residuals = [y - mean_y - slope * (x - mean_x) for x, y in enumerate(values)]
     slope_error = math.sqrt(sum(r * r for r in residuals) / (n - 2) / sxx)
     span = n - 1
-    return Change(
-        metric, n, round(mean_y - slope * mean_x, 12), round(mean_y + slope * (span - mean_x), 12), slope_error * span
-    )
-
-
-def _read(path: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        missing = {"id", "label", "output"} - set(row)
-        if missing:
-            raise ValueError(f"{path}:{number}: prediction row lacks {sorted(missing)}")
-        rows[str(row["id"])] = row
-    return rows
+    return Change(metric, n, mean_y - slope * mean_x, mean_y + slope * (span - mean_x), slope_error * span)
 
 
 def paired_changes(before: str | Path, after: str | Path) -> dict[str, Change]:
     """Each metric's change from `before` to `after` (prediction JSONL files of one test set)."""
     from rewards import Scorer
 
-    first, second = _read(before), _read(after)
+    required = ("id", "label", "output")
+    first = {str(row["id"]): row for row in prediction_rows(before, required)}
+    second = {str(row["id"]): row for row in prediction_rows(after, required)}
     if set(first) != set(second):
         only = sorted(set(first) ^ set(second))
         raise ValueError(f"{before} and {after} do not hold the same test items ({len(only)} differ, e.g. {only[:3]})")
     scorer = Scorer()
     pairs: dict[str, list[tuple[float, float]]] = {metric: [] for metric in METRICS}
     for item_id, row in first.items():
-        label = row["label"]
-        a, b = scorer.score(row["output"], label), scorer.score(second[item_id]["output"], label)
-        pairs["answer_accuracy"].append((a.accuracy, b.accuracy))
-        pairs["mean_reward"].append((a.total, b.total))
-        if label["answer"] == "yes":
-            pairs["location_accuracy"].append((a.location, b.location))
-            pairs["type_score"].append((a.type, b.type))
+        was = item_metrics(row["output"], row["label"], scorer)
+        now = item_metrics(second[item_id]["output"], row["label"], scorer)
+        for metric, values in pairs.items():
+            if metric in was:
+                values.append((was[metric], now[metric]))
     return {metric: _paired(metric, values) for metric, values in pairs.items()}
 
 

@@ -9,7 +9,6 @@ accuracy: it is None, with a note, never a division by zero.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -78,21 +77,28 @@ def score_predictions(rows: Iterable[tuple[str, str, str | None]]) -> dict:
     }
 
 
+def item_metrics(output: str, label: dict, scorer) -> dict[str, float]:
+    """The SC-GRPO reward's view of one prediction: answer accuracy, format validity and
+    the total for every item; location and type only for anomalous ones (gated on a `yes`
+    answer, as the reward is)."""
+    score = scorer.score(output, label)
+    values = {"answer_accuracy": score.accuracy, "format_valid": score.consistency, "mean_reward": score.total}
+    if label["answer"] == "yes":
+        values.update(location_accuracy=score.location, type_score=score.type)
+    return values
+
+
 def reward_summary(predictions: Path) -> dict[str, float | None]:
     """Each prediction scored once by the SC-GRPO reward: format validity and mean reward
-    over all items; location accuracy and type score over the anomalous ones (gated on a
-    `yes` answer, as the reward is)."""
+    over all items; location accuracy and type score over the anomalous ones."""
     from rewards import Scorer
 
+    from .answers import prediction_rows
+
     scorer = Scorer()
-    rows = [json.loads(line) for line in Path(predictions).read_text().splitlines() if line.strip()]
-    scored = [(row["label"]["answer"] == "yes", scorer.score(row["output"], row["label"])) for row in rows]
-    anomalous = [s for is_anomalous, s in scored if is_anomalous]
-    if not scored:
-        return {"location_accuracy": None, "type_score": None, "format_valid": None, "mean_reward": None}
-    return {
-        "location_accuracy": sum(s.location for s in anomalous) / len(anomalous) if anomalous else None,
-        "type_score": sum(s.type for s in anomalous) / len(anomalous) if anomalous else None,
-        "format_valid": sum(s.consistency for _, s in scored) / len(scored),
-        "mean_reward": sum(s.total for _, s in scored) / len(scored),
-    }
+    items = [item_metrics(row["output"], row["label"], scorer) for row in prediction_rows(predictions)]
+    summary: dict[str, float | None] = {}
+    for metric in ("location_accuracy", "type_score", "format_valid", "mean_reward"):
+        values = [item[metric] for item in items if metric in item]
+        summary[metric] = sum(values) / len(values) if values else None
+    return summary

@@ -44,6 +44,22 @@ def test_paired_change_against_hand_computed(tmp_path):
     assert not location.rose()
 
 
+def test_type_category_accuracy_separates_seeing_from_wording(tmp_path):
+    # Named by a synonym ("perforation", rule category: 0.85) then by the label's term (1.0):
+    # the type score rises, the category accuracy does not (the same defect was seen).
+    synonym = anomalous("top left", "perforation")
+    before = write(tmp_path / "a.jsonl", [(HOLE, synonym), (HOLE, WRONG_TYPE)])
+    after = write(tmp_path / "b.jsonl", [(HOLE, RIGHT), (HOLE, WRONG_TYPE)])
+    changes = paired_changes(before, after)
+    assert changes["type_score"].before == pytest.approx((0.85 + 0.0) / 2)
+    assert changes["type_score"].after == pytest.approx((1.0 + 0.0) / 2)
+    category = changes["type_category_accuracy"]
+    assert (category.before, category.after) == (0.5, 0.5)  # scratch for a hole is wrong in both
+    # A wrong kind of defect in the same group (fracture for a hole, 0.3) is not the right category.
+    same_group = write(tmp_path / "c.jsonl", [(HOLE, anomalous("top left", "fracture")), (HOLE, SAYS_NO)])
+    assert paired_changes(same_group, same_group)["type_category_accuracy"].before == 0.0
+
+
 def test_normal_items_count_for_answers_not_for_location(tmp_path):
     before = write(tmp_path / "a.jsonl", [(NORMAL, RIGHT), (HOLE, SAYS_NO)])
     after = write(tmp_path / "b.jsonl", [(NORMAL, SAYS_NO), (HOLE, RIGHT)])

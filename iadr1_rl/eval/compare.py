@@ -8,8 +8,8 @@ for "rose beyond noise" on one test set; treating the two runs as independent sa
 overstates the noise (items both models get right, or both wrong, add none).
 
 Metrics, as `metrics.item_metrics` defines them: answer accuracy and mean reward over
-all items; location accuracy and type score over the anomalous ones (gated on a `yes`
-answer, as the reward is).
+all items; location accuracy, type score and type category accuracy (the right kind of
+defect in any wording) over the anomalous ones, gated on a `yes` answer as the reward is.
 
 A training curve (say the reward per SC-GRPO step, each step on fresh prompts) gets
 `fitted_rise`: the least-squares line through every step, its rise from the first step
@@ -32,7 +32,7 @@ from pathlib import Path
 from .answers import prediction_rows
 from .metrics import item_metrics
 
-METRICS = ("answer_accuracy", "mean_reward", "location_accuracy", "type_score")
+METRICS = ("answer_accuracy", "mean_reward", "location_accuracy", "type_score", "type_category_accuracy")
 
 
 @dataclass(frozen=True)

@@ -77,20 +77,36 @@ def score_predictions(rows: Iterable[tuple[str, str, str | None]]) -> dict:
     }
 
 
+# Type-match rules (REWARD_SPEC "Type") that mean the right kind of defect, in any of its
+# vocabulary's wordings: the label's own term, a phrase containing it, or a synonym.
+SAME_CATEGORY_RULES = frozenset({"exact", "semantic", "category"})
+
+
 def item_metrics(output: str, label: dict, scorer) -> dict[str, float]:
     """The SC-GRPO reward's view of one prediction: answer accuracy, format validity and
     the total for every item; location and type only for anomalous ones (gated on a `yes`
-    answer, as the reward is)."""
+    answer, as the reward is).
+
+    Beside the graded `type_score`, `type_category_accuracy` says whether the predicted type
+    is the label's kind of defect at all (worded as the label, or as a synonym). The two
+    separate "saw the right defect" from "named it in the label's words": a model can raise
+    the type score by naming defects as the labels do while telling them apart no better.
+    """
     score = scorer.score(output, label)
     values = {"answer_accuracy": score.accuracy, "format_valid": score.consistency, "mean_reward": score.total}
     if label["answer"] == "yes":
-        values.update(location_accuracy=score.location, type_score=score.type)
+        values.update(
+            location_accuracy=score.location,
+            type_score=score.type,
+            type_category_accuracy=float(score.type_rule in SAME_CATEGORY_RULES),
+        )
     return values
 
 
 def reward_summary(predictions: Path) -> dict[str, float | None]:
     """Each prediction scored once by the SC-GRPO reward: format validity and mean reward
-    over all items; location accuracy and type score over the anomalous ones."""
+    over all items; location accuracy, type score and type category accuracy over the
+    anomalous ones."""
     from rewards import Scorer
 
     from .answers import prediction_rows
@@ -98,7 +114,7 @@ def reward_summary(predictions: Path) -> dict[str, float | None]:
     scorer = Scorer()
     items = [item_metrics(row["output"], row["label"], scorer) for row in prediction_rows(predictions)]
     summary: dict[str, float | None] = {}
-    for metric in ("location_accuracy", "type_score", "format_valid", "mean_reward"):
+    for metric in ("location_accuracy", "type_score", "type_category_accuracy", "format_valid", "mean_reward"):
         values = [item[metric] for item in items if metric in item]
         summary[metric] = sum(values) / len(values) if values else None
     return summary

@@ -9,8 +9,9 @@ from PIL import Image
 
 from iadr1_rl.data.masks import mask_cells
 from iadr1_rl.data.records import load_records
-from iadr1_rl.data.synth import DEFECT_TYPES, SynthConfig, synthesize
-from rewards import Scorer, location_cells
+from iadr1_rl.data.synth import DEFECT_TYPES, TYPE_WORDINGS, SynthConfig, synthesize
+from iadr1_rl.eval.metrics import SAME_CATEGORY_RULES
+from rewards import Scorer, TypeMatcher, location_cells
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +82,46 @@ def test_images_have_the_configured_size(synth_dir):
         ({"defects": ("dent",)}, "unknown defects"),
         ({"categories": ("glass",)}, "unknown categories"),
         ({"shots": 2}, "shots"),
+        ({"type_words": "fancy"}, "type_words must be one of label, varied"),
     ],
 )
 def test_bad_config_is_named(kwargs, words):
     with pytest.raises(ValueError, match=words):
         SynthConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kind", sorted(TYPE_WORDINGS))
+def test_every_type_wording_is_the_labels_category(kind):
+    # Each wording is the label's kind of defect to the reward's default vocabulary: the
+    # label's own term scores 1.0, its synonyms less than that but still that category.
+    matcher, label = TypeMatcher(), DEFECT_TYPES[kind]
+    first, *synonyms = TYPE_WORDINGS[kind]
+    assert first == label and matcher.match(first, label).score == 1.0
+    for word in synonyms:
+        match = matcher.match(word, label)
+        assert match.rule in SAME_CATEGORY_RULES and 0 < match.score < 1, (word, match)
+
+
+def test_varied_type_words_change_only_the_words(tmp_path):
+    plain, varied = tmp_path / "plain", tmp_path / "varied"
+    synthesize(plain, SynthConfig(n=60, seed=4, cot="short"))
+    synthesize(varied, SynthConfig(n=60, seed=4, cot="short", type_words="varied"))
+    # The same images and labels: the wording draws from its own random stream.
+    assert digest(plain / "images") == digest(varied / "images")
+    pairs = list(zip(load_records(plain / "records.jsonl"), load_records(varied / "records.jsonl"), strict=True))
+    assert all(a.label == b.label for a, b in pairs)
+    kinds = {value: key for key, value in DEFECT_TYPES.items()}
+    words = set()
+    for a, b in pairs:
+        if a.answer == "no":
+            assert a.response == b.response
+            continue
+        word = b.response.split("<type>")[1].split("</type>")[0]
+        assert word in TYPE_WORDINGS[kinds[b.label["type"]]]
+        assert f", a {word}.</think>" in b.response  # reasoning and tag name it alike
+        assert a.response.replace(a.label["type"], word) == b.response
+        words.add(word)
+    assert len(words) > len(DEFECT_TYPES)  # synonyms, not only the labels' terms
 
 
 def test_cli_synth_and_validate(tmp_path, capsys):

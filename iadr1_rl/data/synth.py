@@ -41,6 +41,20 @@ DEFECT_TYPES = {
     "missing": "missing part",
     "deformation": "deformation",
 }
+# How the chain of thought may name each kind: the label's term first, then fine-grained
+# synonyms of the same category in the reward's default vocabulary (each scores 0.85
+# against the label's term, the term itself 1.0). Expert-AD's chains of thought name
+# types in such finer words while the labels keep the coarse term; SC-GRPO's graded type
+# reward is what steers a model from the one to the other.
+TYPE_WORDINGS = {
+    "scratch": ("scratch", "scratch mark", "linear scratch", "surface scratch"),
+    "hole": ("hole", "perforation", "puncture", "opening"),
+    "stain": ("stain", "dirt", "surface contamination", "impurity"),
+    "crack": ("fracture", "breakage", "rupture", "structural damage"),
+    "missing": ("missing part", "chip", "notch", "gap"),
+    "deformation": ("deformation", "warping", "shape distortion", "bending"),
+}
+TYPE_WORD_MODES = ("label", "varied")
 GROUPS = {
     "scratch": "surface",
     "stain": "surface",
@@ -65,6 +79,9 @@ class SynthConfig:
     variants_per_category: int = 6  # products per category, each with its own reference
     shots: int = 0
     cot: str = "full"  # "full" three-layer reasoning, or "short" (one sentence)
+    # "label": the reasoning names the type with the label's term; "varied": with one of
+    # its `TYPE_WORDINGS`, as Expert-AD's finer-grained types (the label is unchanged).
+    type_words: str = "label"
     grid: tuple[int, int] = (3, 3)
     dataset: str = "synthetic"
     id_prefix: str = "synth"
@@ -88,6 +105,8 @@ class SynthConfig:
             raise ValueError("shots must be 0 or 1")
         if self.cot not in ("full", "short"):
             raise ValueError("cot must be 'full' or 'short'")
+        if self.type_words not in TYPE_WORD_MODES:
+            raise ValueError(f"type_words must be one of {', '.join(TYPE_WORD_MODES)}, got {self.type_words!r}")
 
 
 # ------------------------------------------------------------------------- surfaces
@@ -273,8 +292,11 @@ NORMAL_SEEN = [
 ]
 
 
-def chain_of_thought(kind: str | None, category: str, cells: list[int], grid, rng: random.Random, cot: str) -> str:
-    """The PA-SFT target: reasoning in three layers, then the tags of the spec's pattern."""
+def chain_of_thought(
+    kind: str | None, category: str, cells: list[int], grid, rng: random.Random, cot: str, type_word: str | None = None
+) -> str:
+    """The PA-SFT target: reasoning in three layers, then the tags of the spec's pattern.
+    `type_word` names the defect (default: the label's term, `DEFECT_TYPES[kind]`)."""
     surface = rng.choice(SURFACE_WORDS[category])
     if kind is None:
         if cot == "short":
@@ -287,7 +309,7 @@ def chain_of_thought(kind: str | None, category: str, cells: list[int], grid, rn
         return f"<think>{think}</think><answer>no</answer>"
     where = location_text(cells, grid)
     place = rng.choice(WHERE).format(where=where)
-    defect_type = DEFECT_TYPES[kind]
+    defect_type = type_word or DEFECT_TYPES[kind]
     if cot == "short":
         think = f"There is {rng.choice(SEEN[kind])} {place}, a {defect_type}."
     else:
@@ -344,6 +366,8 @@ def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progres
         from tqdm import tqdm
 
         indices = tqdm(indices, desc="rendering", unit=" images", mininterval=0.5)
+    # Its own stream, so the wording mode changes the type words and nothing else.
+    words_rng = random.Random(f"{config.seed}-type-words")
     records = []
     anomaly_index = 0
     for index in indices:
@@ -374,7 +398,10 @@ def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progres
         images = [str(image_path)]
         if config.shots == 1:
             images.insert(0, references[product])
-        response = chain_of_thought(kind, category, cells, grid, rng, config.cot)
+        type_word = None
+        if kind and config.type_words == "varied":
+            type_word = words_rng.choice(TYPE_WORDINGS[kind])
+        response = chain_of_thought(kind, category, cells, grid, rng, config.cot, type_word)
         records.append(Record(id=sample_id, images=images, label=label, question=QUESTION, response=response))
     path = out_dir / "records.jsonl"
     write_records(records, path)

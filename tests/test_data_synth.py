@@ -82,7 +82,8 @@ def test_images_have_the_configured_size(synth_dir):
         ({"defects": ("dent",)}, "unknown defects"),
         ({"categories": ("glass",)}, "unknown categories"),
         ({"shots": 2}, "shots"),
-        ({"type_words": "fancy"}, "type_words must be one of label, varied"),
+        ({"type_wordings": 0}, "type_wordings must lie in 1..4"),
+        ({"type_wordings": 5}, "type_wordings must lie in 1..4"),
     ],
 )
 def test_bad_config_is_named(kwargs, words):
@@ -105,7 +106,7 @@ def test_every_type_wording_is_the_labels_category(kind):
 def test_varied_type_words_change_only_the_words(tmp_path):
     plain, varied = tmp_path / "plain", tmp_path / "varied"
     synthesize(plain, SynthConfig(n=60, seed=4, cot="short"))
-    synthesize(varied, SynthConfig(n=60, seed=4, cot="short", type_words="varied"))
+    synthesize(varied, SynthConfig(n=60, seed=4, cot="short", type_wordings=4))
     # The same images and labels: the wording draws from its own random stream.
     assert digest(plain / "images") == digest(varied / "images")
     pairs = list(zip(load_records(plain / "records.jsonl"), load_records(varied / "records.jsonl"), strict=True))

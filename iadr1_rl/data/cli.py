@@ -24,7 +24,7 @@ from .converters import (
 )
 from .defect_types import load_type_map
 from .records import iter_records, write_json, write_jsonl, write_records
-from .synth import CATEGORIES, DEFECT_TYPES, TYPE_WORD_MODES, SynthConfig, synthesize
+from .synth import CATEGORIES, DEFECT_TYPES, SynthConfig, synthesize
 from .validate import validate_file
 
 
@@ -49,7 +49,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         strength=args.strength,
         shots=args.shots,
         cot=args.cot,
-        type_words=args.type_words,
+        type_wordings=args.type_wordings,
         grid=args.grid,
         defects=args.defects or tuple(DEFECT_TYPES),
         categories=args.categories or CATEGORIES,
@@ -116,10 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--shots", type=int, choices=(0, 1), default=0, help="1: records carry a normal reference")
     synth.add_argument("--cot", choices=("full", "short"), default="full")
     synth.add_argument(
-        "--type-words",
-        choices=TYPE_WORD_MODES,
-        default="label",
-        help="varied: the reasoning names types by finer synonyms (as Expert-AD); labels keep the coarse term",
+        "--type-wordings",
+        type=int,
+        default=1,
+        help="name each defect in the reasoning by one of this many wordings (1: the label's term; up to 4 "
+        "adds finer synonyms, as Expert-AD does; labels keep the coarse term)",
     )
     synth.add_argument("--grid", type=_grid, default=(3, 3))
     synth.add_argument("--defects", type=_csv, help=f"comma-separated subset of {','.join(DEFECT_TYPES)}")

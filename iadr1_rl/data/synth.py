@@ -54,7 +54,6 @@ TYPE_WORDINGS = {
     "missing": ("missing part", "chip", "notch", "gap"),
     "deformation": ("deformation", "warping", "shape distortion", "bending"),
 }
-TYPE_WORD_MODES = ("label", "varied")
 GROUPS = {
     "scratch": "surface",
     "stain": "surface",
@@ -79,9 +78,10 @@ class SynthConfig:
     variants_per_category: int = 6  # products per category, each with its own reference
     shots: int = 0
     cot: str = "full"  # "full" three-layer reasoning, or "short" (one sentence)
-    # "label": the reasoning names the type with the label's term; "varied": with one of
-    # its `TYPE_WORDINGS`, as Expert-AD's finer-grained types (the label is unchanged).
-    type_words: str = "label"
+    # How many of each kind's `TYPE_WORDINGS` the reasoning draws from: 1 names the type by
+    # the label's term; more, by finer synonyms as well, as Expert-AD's reasoning does (the
+    # label keeps its term).
+    type_wordings: int = 1
     grid: tuple[int, int] = (3, 3)
     dataset: str = "synthetic"
     id_prefix: str = "synth"
@@ -105,8 +105,9 @@ class SynthConfig:
             raise ValueError("shots must be 0 or 1")
         if self.cot not in ("full", "short"):
             raise ValueError("cot must be 'full' or 'short'")
-        if self.type_words not in TYPE_WORD_MODES:
-            raise ValueError(f"type_words must be one of {', '.join(TYPE_WORD_MODES)}, got {self.type_words!r}")
+        most = min(len(words) for words in TYPE_WORDINGS.values())
+        if not 1 <= self.type_wordings <= most:
+            raise ValueError(f"type_wordings must lie in 1..{most}, got {self.type_wordings}")
 
 
 # ------------------------------------------------------------------------- surfaces
@@ -399,8 +400,8 @@ def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progres
         if config.shots == 1:
             images.insert(0, references[product])
         type_word = None
-        if kind and config.type_words == "varied":
-            type_word = words_rng.choice(TYPE_WORDINGS[kind])
+        if kind and config.type_wordings > 1:
+            type_word = words_rng.choice(TYPE_WORDINGS[kind][: config.type_wordings])
         response = chain_of_thought(kind, category, cells, grid, rng, config.cot, type_word)
         records.append(Record(id=sample_id, images=images, label=label, question=QUESTION, response=response))
     path = out_dir / "records.jsonl"

@@ -12,6 +12,9 @@ import pytest
 # Local test clusters keep Ray 2.60's token auth off and write no ~/.ray/auth_token, so a
 # later `ray start` + `ray job submit` (make demo) is not broken by a test run.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The tests start their own Ray (address="local"), and so do the recipes they run as
+# subprocesses: a RAY_ADDRESS in the caller's shell must not send them to another cluster.
+os.environ.pop("RAY_ADDRESS", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -167,7 +170,11 @@ def ray_session():
     import ray
 
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
     )
     yield
     ray.shutdown()

@@ -18,6 +18,7 @@ def serve_url():
     from ray import serve
 
     ray.init(
+        address="local",
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,

@@ -18,14 +18,28 @@ logger = logging.getLogger(__name__)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join the job's cluster (under `ray job submit`), `address`, or start a local one."""
+    """Join `address`, else the job's cluster (`RAY_ADDRESS`, set under `ray job submit`), else start a local one.
+
+    `address="local"` always starts a new local Ray. Without an address we never attach
+    to whatever `ray start` cluster happens to run on the machine (plain `ray.init()`
+    would, through /tmp/ray/ray_current_cluster): a directly run recipe gets its own.
+    """
     import ray
 
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
+    source = "resources.ray_address"
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    if address and address != "local":
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            raise RuntimeError(
+                f"cannot connect to the Ray cluster at {address} (from {source}): {error}. "
+                "Submit the recipe with `ray job submit`, point RAY_ADDRESS at the cluster's GCS address "
+                "(host:6379), or unset it (or pass resources.ray_address=local) to start a local Ray"
+            ) from error
         logger.info("connected to Ray at %s", address)
         return
     # A local, loopback-only cluster: keep token auth off (and no token written), so that
@@ -35,6 +49,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     root = str(Path(__file__).resolve().parent.parent.parent)
     python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     ray.init(
+        address="local",
         num_cpus=num_cpus or os.cpu_count(),
         include_dashboard=False,
         log_to_driver=True,

@@ -88,7 +88,8 @@ class ResourcesConfig:
     num_rollout_workers: int = 1
     torch_threads: int = 0  # 0: let torch decide
     use_vllm: bool = False
-    ray_address: str | None = None  # None: the job's cluster, or a new local one
+    # None: $RAY_ADDRESS (set by `ray job submit`), else a new local Ray; "local": always a new one
+    ray_address: str | None = None
 
 
 @dataclass

@@ -48,7 +48,7 @@ def running_head():
         os.killpg(head.pid, signal.SIGKILL)
         pytest.fail("the test's `ray start --head` did not come up")
     yield address
-    os.killpg(head.pid, signal.SIGTERM)  # only this head: never `ray stop`, which kills every Ray here
+    os.killpg(head.pid, signal.SIGKILL)  # only this head: never `ray stop`, which stops every Ray here
     head.wait(timeout=60)
     # `ray start` recorded this head as the machine's current cluster: do not leave it stale.
     current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
@@ -79,3 +79,24 @@ def test_an_address_ray_cannot_join_is_named_with_its_source(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
     with pytest.raises(RuntimeError, match=r"(?s)http://127\.0\.0\.1:8265 \(from RAY_ADDRESS\).*unset it"):
         ray_env.connect()
+
+
+def test_the_demo_head_stops_alone(running_head, tmp_path):
+    # `make demo` starts and stops its own head; a cluster already running here survives.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update({"IADR1_RAY_STATE": str(tmp_path / "head"), "RAY_BIN": RAY, "RAY_NUM_CPUS": "1"})
+    started = subprocess.run(
+        ["bash", str(ROOT / "ray_cluster" / "start-local.sh")], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines())
+    job_server = exports["RAY_ADDRESS"]
+    assert job_server.startswith("http://127.0.0.1:") and not job_server.endswith(":8265")
+    listed = subprocess.run([RAY, "job", "list", "--address", job_server], env=env, capture_output=True)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+
+    subprocess.run(["bash", str(ROOT / "ray_cluster" / "stop-local.sh")], env=env, check=True, timeout=60)
+    listed = subprocess.run([RAY, "job", "list", "--address", job_server], env=env, capture_output=True, timeout=120)
+    assert listed.returncode != 0
+    other = subprocess.run([RAY, "status", "--address", running_head], env=env, capture_output=True, timeout=120)
+    assert other.returncode == 0, "stop-local.sh stopped a Ray cluster it did not start"

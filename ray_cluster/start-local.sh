@@ -30,7 +30,8 @@ setsid "$RAY_BIN" start --head --block --node-ip-address 127.0.0.1 --port "$GCS_
     --ray-client-server-port "$(free_port)" --dashboard-agent-listen-port "$(free_port)" \
     --include-dashboard=true --dashboard-host 127.0.0.1 --dashboard-port "$PORT" --disable-usage-stats \
     >"$STATE/head.log" 2>&1 </dev/null &
-echo "$!" >"$STATE/pid"
+HEAD_PID="$!"
+echo "$HEAD_PID" >"$STATE/pid"
 echo "$GCS_PORT" >"$STATE/gcs_port"
 for _ in $(seq 1 90); do
     if "$RAY_BIN" job list --address "http://127.0.0.1:$PORT" >/dev/null 2>&1; then
@@ -38,7 +39,7 @@ for _ in $(seq 1 90); do
         echo "export RAY_ADDRESS=http://127.0.0.1:$PORT"
         exit 0
     fi
-    if ! kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
+    if ! kill -0 "$HEAD_PID" 2>/dev/null; then
         break
     fi
     sleep 1

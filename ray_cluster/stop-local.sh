@@ -17,7 +17,8 @@ if live_ray; then
     kill -KILL -- "-$PID" 2>/dev/null || true
 fi
 # `ray start` recorded this head as the machine's current cluster: do not leave that stale.
-CURRENT="${RAY_TMPDIR:-/tmp}/ray/ray_current_cluster"
+# (Ray's temp dir: $RAY_TMPDIR, else $TMPDIR, else /tmp.)
+CURRENT="${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray/ray_current_cluster"
 if [ -f "$STATE/gcs_port" ] && [ -f "$CURRENT" ] && grep -q ":$(cat "$STATE/gcs_port")\$" "$CURRENT"; then
     rm -f "$CURRENT"
 fi

@@ -123,20 +123,16 @@ def target_report(summary: dict) -> list[str]:
         (changes["type_score"], "type score (test, anomalous, paired)"),
         (grpo["normalised_reward_fitted_rise"], "training reward / maximum (line through every step)"),
     ):
-        change = Change(f"{name} rises", **_fields(row))
+        change = Change.from_json(row, f"{name} rises")
         checks.append((change.rose(), change.describe()))
     lines = [f"[{'met' if ok else 'NOT met'}] {text}" for ok, text in checks]
     # Not a target, said beside it: how much of the type score's change is telling defects
     # apart (the right kind, in any wording) rather than naming them in the labels' words.
     if "type_category_accuracy" in changes:
         row = changes["type_category_accuracy"]
-        change = Change("type category accuracy (right kind, any wording; test, anomalous, paired)", **_fields(row))
+        change = Change.from_json(row, "type category accuracy (right kind, any wording; test, anomalous, paired)")
         lines.append(f"[info] {change.describe()}, {change.verdict()}")
     return lines
-
-
-def _fields(row: dict) -> dict:
-    return {key: row[key] for key in ("n", "before", "after", "standard_error")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,12 @@ from .labels import Label, parse_label
 from .location import cells_to_text, location_cells
 from .patterns import extract_answer, matches_anomalous_pattern, matches_normal_pattern
 from .scorer import PARTS, GroupScore, Scorer, ScoreResult, Weights, group_advantages
-from .type_match import TypeMatch, TypeMatcher, TypeRuleScores, type_score
+from .type_match import SAME_CATEGORY_RULES, TypeMatch, TypeMatcher, TypeRuleScores, type_score
 from .vocabulary import Vocabulary, normalise_type
 
 __all__ = [
     "PARTS",
+    "SAME_CATEGORY_RULES",
     "GroupScore",
     "Label",
     "ScoreResult",

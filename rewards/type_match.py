@@ -32,6 +32,11 @@ class TypeRuleScores:
     category_fuzzy_threshold: float = 0.7
 
 
+# The rules that mean the label's kind of defect, in any of its vocabulary's wordings: the
+# label's own term, a phrase containing it, or a synonym of its category.
+SAME_CATEGORY_RULES = frozenset({"exact", "semantic", "category"})
+
+
 @dataclass(frozen=True)
 class TypeMatch:
     """A type score and the name of the rule that produced it."""

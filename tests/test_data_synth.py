@@ -10,8 +10,7 @@ from PIL import Image
 from iadr1_rl.data.masks import mask_cells
 from iadr1_rl.data.records import load_records
 from iadr1_rl.data.synth import DEFECT_TYPES, TYPE_WORDINGS, SynthConfig, synthesize
-from iadr1_rl.eval.metrics import SAME_CATEGORY_RULES
-from rewards import Scorer, TypeMatcher, location_cells
+from rewards import SAME_CATEGORY_RULES, Scorer, TypeMatcher, location_cells
 
 
 @pytest.fixture(scope="module")

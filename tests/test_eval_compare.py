@@ -144,3 +144,12 @@ def test_fitted_rise_of_a_flat_noisy_curve_is_within_noise():
 def test_fitted_rise_needs_three_steps():
     with pytest.raises(ValueError, match="at least 3"):
         fitted_rise("reward", [1.0, 2.0])
+
+
+def test_a_change_reads_back_from_its_json():
+    change = Change("type_score", 500, 0.771, 0.817, 0.0113)
+    assert Change.from_json(change.to_json()) == change
+    assert Change.from_json(change.to_json(), "renamed").metric == "renamed"
+    # A metric without items is written as null and read back as NaN, not as None.
+    empty = Change.from_json(Change("m", 0, math.nan, math.nan, math.nan).to_json())
+    assert math.isnan(empty.before) and not empty.rose()

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from iadr1_rl.backends import ray_env
-from iadr1_rl.train.distributed import free_port
 
 from .conftest import ROOT
 
@@ -25,40 +21,36 @@ CONNECT = (
 )
 
 
-@pytest.fixture()
-def running_head():
-    """A `ray start` head with 1 CPU, as a user's (or a CI machine's) cluster left running."""
-    port = free_port("127.0.0.1")
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    head = subprocess.Popen(
-        [RAY, "start", "--head", "--block", "--num-cpus", "1", "--port", str(port), "--node-ip-address", "127.0.0.1"]
-        + ["--include-dashboard=false", "--disable-usage-stats"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+def head_env(state: Path) -> dict[str, str]:
+    return {**os.environ, "IADR1_RAY_STATE": str(state), "RAY_BIN": RAY, "RAY_NUM_CPUS": "1"}
+
+
+def start_head(env: dict[str, str]) -> str:
+    """ray_cluster/start-local.sh: a 1-CPU head; its job server's address."""
+    started = subprocess.run(
+        ["bash", str(ROOT / "ray_cluster" / "start-local.sh")], env=env, capture_output=True, text=True, timeout=180
     )
-    address = f"127.0.0.1:{port}"
-    for _ in range(60):
-        probe = subprocess.run([RAY, "status", "--address", address], env=env, capture_output=True)
-        if probe.returncode == 0:
-            break
-        time.sleep(1)
-    else:
-        os.killpg(head.pid, signal.SIGKILL)
-        pytest.fail("the test's `ray start --head` did not come up")
-    yield address
-    os.killpg(head.pid, signal.SIGKILL)  # only this head: never `ray stop`, which stops every Ray here
-    head.wait(timeout=60)
-    # `ray start` recorded this head as the machine's current cluster: do not leave it stale.
-    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-    if current.is_file() and current.read_text().strip().endswith(f":{port}"):
-        current.unlink()
+    assert started.returncode == 0, started.stderr[-2000:]
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines())
+    return exports["RAY_ADDRESS"]
+
+
+def stop_head(env: dict[str, str]) -> None:
+    subprocess.run(["bash", str(ROOT / "ray_cluster" / "stop-local.sh")], env=env, check=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def running_head(tmp_path_factory):
+    """A `ray start` head with 1 CPU, as a user's (or a CI machine's) cluster left running:
+    its GCS address, what Ray sets RAY_ADDRESS to under `ray job submit`."""
+    env = head_env(tmp_path_factory.mktemp("running_head"))
+    start_head(env)
+    yield f"127.0.0.1:{(Path(env['IADR1_RAY_STATE']) / 'gcs_port').read_text().strip()}"
+    stop_head(env)
 
 
 def joined_cpus(env_address: str | None) -> float:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update({"PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled"}  # conftest dropped RAY_ADDRESS
     if env_address:
         env["RAY_ADDRESS"] = env_address
     done = subprocess.run([sys.executable, "-c", CONNECT], env=env, capture_output=True, text=True, timeout=180)
@@ -83,19 +75,13 @@ def test_an_address_ray_cannot_join_is_named_with_its_source(monkeypatch):
 
 def test_the_demo_head_stops_alone(running_head, tmp_path):
     # `make demo` starts and stops its own head; a cluster already running here survives.
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update({"IADR1_RAY_STATE": str(tmp_path / "head"), "RAY_BIN": RAY, "RAY_NUM_CPUS": "1"})
-    started = subprocess.run(
-        ["bash", str(ROOT / "ray_cluster" / "start-local.sh")], env=env, capture_output=True, text=True, timeout=180
-    )
-    assert started.returncode == 0, started.stderr[-2000:]
-    exports = dict(line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines())
-    job_server = exports["RAY_ADDRESS"]
+    env = head_env(tmp_path / "head")
+    job_server = start_head(env)
     assert job_server.startswith("http://127.0.0.1:") and not job_server.endswith(":8265")
     listed = subprocess.run([RAY, "job", "list", "--address", job_server], env=env, capture_output=True)
     assert listed.returncode == 0, listed.stderr[-2000:]
 
-    subprocess.run(["bash", str(ROOT / "ray_cluster" / "stop-local.sh")], env=env, check=True, timeout=60)
+    stop_head(env)
     listed = subprocess.run([RAY, "job", "list", "--address", job_server], env=env, capture_output=True, timeout=120)
     assert listed.returncode != 0
     other = subprocess.run([RAY, "status", "--address", running_head], env=env, capture_output=True, timeout=120)

@@ -65,6 +65,12 @@ class Change:
         row = {**asdict(self), "change": self.change, "rose": self.rose()}
         return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
 
+    @classmethod
+    def from_json(cls, row: dict, metric: str | None = None) -> Change:
+        """The inverse of `to_json` (null back to NaN), optionally under another name."""
+        values = {k: math.nan if row[k] is None else row[k] for k in ("before", "after", "standard_error")}
+        return cls(metric or row["metric"], row["n"], **values)
+
     def describe(self) -> str:
         return (
             f"{self.metric}: {self.before:.3f} -> {self.after:.3f} "

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rewards import SAME_CATEGORY_RULES
+
 
 @dataclass(frozen=True)
 class DatasetScore:
@@ -75,11 +77,6 @@ def score_predictions(rows: Iterable[tuple[str, str, str | None]]) -> dict:
         "datasets": datasets,
         "average_balanced_accuracy": sum(defined) / len(defined) if defined else None,
     }
-
-
-# Type-match rules (REWARD_SPEC "Type") that mean the right kind of defect, in any of its
-# vocabulary's wordings: the label's own term, a phrase containing it, or a synonym.
-SAME_CATEGORY_RULES = frozenset({"exact", "semantic", "category"})
 
 
 def item_metrics(output: str, label: dict, scorer) -> dict[str, float]:

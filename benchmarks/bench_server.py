@@ -24,10 +24,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_rewards import rollout_corpus  # noqa: E402
-
+from benchmarks.corpus import rollout_corpus  # noqa: E402
 from iadr1_rl.train.distributed import free_port  # noqa: E402
 from rewards import Scorer  # noqa: E402
 

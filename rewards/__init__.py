@@ -5,15 +5,18 @@
 2.0
 """
 
+from .chat import completion_text
 from .labels import Label, parse_label
 from .location import cells_to_text, location_cells
 from .patterns import extract_answer, matches_anomalous_pattern, matches_normal_pattern
-from .scorer import PARTS, GroupScore, Scorer, ScoreResult, Weights, group_advantages
+from .result import PARTS, ScoreResult, Weights
+from .scorer import PRESETS, GroupScore, Scorer, group_advantages
 from .type_match import SAME_CATEGORY_RULES, TypeMatch, TypeMatcher, TypeRuleScores, type_score
 from .vocabulary import Vocabulary, normalise_type
 
 __all__ = [
     "PARTS",
+    "PRESETS",
     "SAME_CATEGORY_RULES",
     "GroupScore",
     "Label",
@@ -25,6 +28,7 @@ __all__ = [
     "Vocabulary",
     "Weights",
     "cells_to_text",
+    "completion_text",
     "extract_answer",
     "group_advantages",
     "location_cells",

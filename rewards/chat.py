@@ -1,4 +1,7 @@
-"""Cut the policy's completion out of what a trainer sends the reward function.
+"""Read the policy's completion out of what a trainer sends the reward function.
+
+`completion_text` reads a completion in any form a trainer passes one: text, bytes, None,
+or chat messages (TRL's conversational completions).
 
 OpenRLHF sends `query` = prompt + response, decoded *with* special tokens, and the
 `prompt` as it stood in the dataset. For VLMs the processor expanded every image
@@ -19,6 +22,8 @@ Then the completion is cut at the first end-of-turn token.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +110,56 @@ def extract_completion(query: str, prompt: str = "") -> str:
     '<answer>no</answer>'
     """
     return strip_end_of_turn(query[response_start(query, prompt or "") :]).strip()
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: text as is, bytes decoded (UTF-8, bad bytes replaced), None
+    as the empty text, and a list of chat messages as its last assistant message (a content
+    given as a list of parts: its text parts joined). Anything else is a caller error.
+
+    >>> completion_text([{"role": "assistant", "content": "<answer>no</answer>"}])
+    '<answer>no</answer>'
+    >>> parts = [{"type": "text", "text": "a"}, {"type": "image"}, {"type": "text", "text": "b"}]
+    >>> completion_text([{"role": "user", "content": "?"}, {"role": "assistant", "content": parts}])
+    'ab'
+    >>> completion_text(42)
+    Traceback (most recent call last):
+    TypeError: completion: expected text, bytes, None or a list of chat messages, got int
+    """
+    if isinstance(completion, str):
+        return completion
+    if completion is None:
+        return ""
+    if isinstance(completion, (bytes, bytearray)):
+        return bytes(completion).decode("utf-8", errors="replace")
+    if isinstance(completion, Sequence):
+        return _assistant_text(completion)
+    raise TypeError(
+        f"completion: expected text, bytes, None or a list of chat messages, got {type(completion).__name__}"
+    )
+
+
+def _assistant_text(messages: Sequence[Any]) -> str:
+    for message in messages:
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise TypeError(
+                f"completion: a list must hold chat messages ({{'role', 'content'}}), got a {type(message).__name__}"
+            )
+    replies = [m for m in messages if m["role"] == "assistant"]
+    if not replies:
+        raise TypeError("completion: the chat messages hold no assistant message")
+    content = replies[-1].get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, Sequence):
+        return "".join(_part_text(part) for part in content)
+    raise TypeError(f"completion: an assistant content must be text or a list of parts, got {type(content).__name__}")
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, Mapping):
+        text = part.get("text") if part.get("type", "text") == "text" else None
+        return text if isinstance(text, str) else ""
+    raise TypeError(f"completion: a content part must be a mapping or text, got {type(part).__name__}")

@@ -1,95 +1,47 @@
 """The SC-GRPO reward: R = w_c·R_c + w_a·R_a + 1[label yes ∧ â yes]·(w_l·R_l + w_t·R_t).
 
-One `Scorer` holds the grid, the weights and the type vocabulary; everything that
-scores (the recipe, the CLI, the OpenRLHF reward file, the server) goes through it.
+One `Scorer` holds a preset's rules (`default`: the contract; `authors`: the authors'
+released reward), the grid, the weights and the type vocabulary; everything that scores
+(training, evaluation, the CLI, the OpenRLHF reward file, the server, the framework
+integrations) goes through it, and its `digest` names the configuration in use.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .labels import Label, LabelInput, parse_label
-from .location import cells_on_grid, check_grid
-from .patterns import ANOMALOUS_SEQUENCE, NORMAL_SEQUENCE, normalise_answer, parse_completion
+from .authors import GRID as AUTHORS_GRID
+from .authors import WEIGHTS as AUTHORS_WEIGHTS
+from .authors import AuthorsRules
+from .chat import completion_text
+from .contract import ContractRules
+from .labels import Label, LabelInput, label_key
+from .location import check_grid
+from .result import PARTS, ScoreResult, Weights
 from .type_match import TypeMatcher, TypeRuleScores
 from .vocabulary import Vocabulary, read_mapping
 
-PARTS = ("consistency", "accuracy", "location", "type")
+__all__ = ["PARTS", "PRESETS", "GroupScore", "ScoreResult", "Scorer", "Weights", "group_advantages"]
+
+PRESETS = ("default", "authors")
+CONFIG_KEYS = ("preset", "grid", "weights", "vocabulary", "type_scores", "epsilon")
+LABEL_CACHE_SIZE = 65536  # distinct labels kept parsed; a data set with more re-parses some
 
 
-@dataclass(frozen=True)
-class Weights:
-    consistency: float = 1.0
-    accuracy: float = 1.0
-    location: float = 1.0
-    type: float = 1.0
+class RewardRules(Protocol):
+    """What a preset provides: how it reads a label and scores one completion text."""
 
-    @classmethod
-    def load(cls, value: Weights | Mapping[str, float] | Sequence[float] | None) -> Weights:
-        if value is None:
-            return cls()
-        if isinstance(value, Weights):
-            return value
-        if isinstance(value, Mapping):
-            unknown = set(value) - set(PARTS)
-            if unknown:
-                raise ValueError(f"weights: unknown parts {sorted(unknown)}; expected {list(PARTS)}")
-            weights = cls(**{k: value[k] for k in value})
-        else:
-            values = list(value)
-            if len(values) != 4:
-                raise ValueError(f"weights: expected 4 values {list(PARTS)}, got {len(values)}")
-            weights = cls(*values)
-        for part in PARTS:
-            w = getattr(weights, part)
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-                raise ValueError(f"weights: {part} must be a finite number >= 0, got {w!r}")
-        return weights
+    name: str
 
+    def parse_label(self, label: LabelInput) -> Label: ...
 
-@dataclass(slots=True)  # built once per rollout: slots, not frozen, for speed
-class ScoreResult:
-    """Every part of one completion's reward, and what it was computed from.
-
-    `location` and `type` are 0 unless the gate (label yes and answer yes) is open, so
-    `total` is the weighted sum of the four parts.
-    """
-
-    consistency: float
-    accuracy: float
-    location: float
-    type: float
-    total: float
-    answer: str | None
-    predicted_cells: frozenset[int]
-    label_cells: frozenset[int]
-    type_rule: str | None
-    gated: bool
-    max_total: float
-
-    @property
-    def normalised(self) -> float:
-        """`total / max_total`, in [0, 1]."""
-        return self.total / self.max_total if self.max_total else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "consistency": self.consistency,
-            "accuracy": self.accuracy,
-            "location": self.location,
-            "type": self.type,
-            "total": self.total,
-            "normalised": self.normalised,
-            "answer": self.answer,
-            "predicted_cells": sorted(self.predicted_cells),
-            "label_cells": sorted(self.label_cells),
-            "type_rule": self.type_rule,
-            "gated": self.gated,
-        }
+    def score(self, completion: str, label: Label) -> ScoreResult: ...
 
 
 @dataclass(frozen=True)
@@ -117,18 +69,9 @@ def group_advantages(rewards: Sequence[float], epsilon: float = 1e-4) -> tuple[l
     return [(r - mean) / (std + epsilon) for r in rewards], mean, std
 
 
-def _as_text(completion: Any) -> str:
-    """Any completion becomes text: a policy's output is never a caller error."""
-    if completion is None:
-        return ""
-    if isinstance(completion, bytes):
-        return completion.decode("utf-8", errors="replace")
-    return completion if isinstance(completion, str) else str(completion)
-
-
 @dataclass
 class Scorer:
-    """Scores completions against labels by REWARD_SPEC.
+    """Scores completions against labels by REWARD_SPEC (or another preset).
 
     >>> scorer = Scorer()
     >>> r = scorer.score(
@@ -137,6 +80,10 @@ class Scorer:
     ...     {"answer": "yes", "location": "top-left corner", "type": "scratch"})
     >>> (r.consistency, r.accuracy, r.location, r.type, r.total, r.type_rule)
     (1.0, 1.0, 1.0, 1.0, 4.0, 'exact')
+    >>> Scorer(preset="authors").score(
+    ...     "<think>x</think><location>top left</location><type>scratch</type><answer>no</answer>",
+    ...     {"answer": "yes", "location": "upper left", "type": "scratch"}).total  # wrong answer, partial credit
+    2.0
     """
 
     grid: tuple[int, int] = (3, 3)
@@ -144,102 +91,146 @@ class Scorer:
     vocabulary: Vocabulary | Mapping[str, Any] | str | Path | None = None
     type_scores: TypeRuleScores | Mapping[str, float] | None = None
     epsilon: float = 1e-4
-    type_matcher: TypeMatcher = field(init=False, repr=False)
+    preset: str = "default"
+    rules: RewardRules = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {list(PRESETS)}, got {self.preset!r}")
         self.grid = check_grid(self.grid)
-        self.weights = Weights.load(self.weights)
-        self.vocabulary = Vocabulary.load(self.vocabulary)
-        if isinstance(self.type_scores, Mapping):
-            self.type_scores = TypeRuleScores(**self.type_scores)
-        self.type_matcher = TypeMatcher(self.vocabulary, self.type_scores)
-        if not (isinstance(self.epsilon, (int, float)) and self.epsilon >= 0):
+        if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) or not self.epsilon >= 0:
             raise ValueError(f"epsilon must be a number >= 0, got {self.epsilon!r}")
+        self.epsilon = float(self.epsilon)
+        if self.preset == "authors":
+            self._check_authors_settings()
+            self.weights = Weights.load(self.weights, default=AUTHORS_WEIGHTS)
+            self.vocabulary = None
+            self.type_matcher = None
+            self.rules = AuthorsRules(self.weights)
+        else:
+            self.weights = Weights.load(self.weights)
+            self.vocabulary = Vocabulary.load(self.vocabulary)
+            if isinstance(self.type_scores, Mapping):
+                self._check_keys(self.type_scores, TypeRuleScores, "type_scores")
+                self.type_scores = TypeRuleScores(**self.type_scores)
+            self.type_matcher = TypeMatcher(self.vocabulary, self.type_scores)
+            self.type_scores = self.type_matcher.scores
+            self.rules = ContractRules(self.grid, self.weights, self.type_matcher)
+        self._labels: dict[Any, Label] = {}
+        self._digest: str | None = None
 
+    def _check_authors_settings(self) -> None:
+        fixed = {
+            "grid": self.grid != AUTHORS_GRID,
+            "vocabulary": self.vocabulary is not None,
+            "type_scores": self.type_scores is not None,
+        }
+        changed = [name for name, differs in fixed.items() if differs]
+        if changed:
+            raise ValueError(
+                f"preset 'authors' reproduces the authors' fixed 3x3 grid, vocabulary and type tiers; "
+                f"it takes no {', '.join(changed)} (weights and epsilon may be set)"
+            )
+
+    @staticmethod
+    def _check_keys(values: Mapping[str, Any], cls: type, where: str) -> None:
+        unknown = set(values) - set(asdict(cls()))
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; expected {sorted(asdict(cls()))}")
+
+    # ----------------------------------------------------------------- configuration
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | str | Path | None) -> Scorer:
-        """Build from a mapping or a JSON/YAML file with keys grid, weights, vocabulary,
-        type_scores, epsilon (all optional). A vocabulary path is relative to the file."""
+        """Build from a mapping or a JSON/YAML file with keys preset, grid, weights,
+        vocabulary, type_scores, epsilon (all optional). The preset comes first; the other
+        keys change it. A vocabulary path is relative to the file."""
         base = Path(".")
+        where = "scorer config"
         if isinstance(config, (str, Path)):
-            base = Path(config).parent
+            base, where = Path(config).parent, f"scorer config {config}"
             config = read_mapping(Path(config))
-        config = dict(config or {})
-        unknown = set(config) - {"grid", "weights", "vocabulary", "type_scores", "epsilon"}
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise ValueError(f"{where}: expected a mapping of {list(CONFIG_KEYS)}, got {type(config).__name__}")
+        unknown = set(config) - set(CONFIG_KEYS)
         if unknown:
-            raise ValueError(f"scorer config: unknown keys {sorted(unknown)}")
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; expected {list(CONFIG_KEYS)}")
         vocabulary = config.get("vocabulary")
         if isinstance(vocabulary, str):
             vocabulary = base / vocabulary
+        grid = config.get("grid", (3, 3))
+        if isinstance(grid, (str, bytes)) or not isinstance(grid, Iterable):
+            raise ValueError(f"{where}: grid must be [rows, columns], got {grid!r}")
         return cls(
-            grid=tuple(config.get("grid", (3, 3))),
+            grid=tuple(grid),
             weights=config.get("weights"),
             vocabulary=vocabulary,
             type_scores=config.get("type_scores"),
             epsilon=config.get("epsilon", 1e-4),
+            preset=config.get("preset", "default"),
         )
 
+    def to_config(self) -> dict[str, Any]:
+        """The resolved configuration (vocabulary inlined): `from_config` of it scores alike."""
+        config: dict[str, Any] = {"preset": self.preset}
+        if self.preset == "default":
+            config.update(
+                grid=list(self.grid),
+                vocabulary={"groups": self.vocabulary.groups},
+                type_scores=asdict(self.type_scores),
+            )
+        config.update(weights=asdict(self.weights), epsilon=self.epsilon)
+        return config
+
+    @property
+    def digest(self) -> str:
+        """A short fingerprint of the resolved configuration: equal digests score alike."""
+        if self._digest is None:
+            canonical = json.dumps(self.to_config(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            self._digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+        return self._digest
+
+    def describe(self) -> dict[str, str]:
+        """What reports and `/health` show of the configuration in use."""
+        return {"preset": self.preset, "digest": self.digest}
+
+    # ------------------------------------------------------------------------ scoring
     def parse_label(self, label: LabelInput) -> Label:
-        return parse_label(label, self.grid)
+        """A parsed label, from the cache when an equal label was parsed before."""
+        key = label_key(label)
+        if key is None:
+            return self.rules.parse_label(label)
+        parsed = self._labels.get(key)
+        if parsed is None:
+            parsed = self.rules.parse_label(label)
+            if len(self._labels) >= LABEL_CACHE_SIZE:
+                self._labels.clear()  # bounded; clear() is atomic under concurrent callers
+            self._labels[key] = parsed
+        return parsed
 
     def max_total(self, label: Label) -> float:
-        w = self.weights
-        base = w.consistency + w.accuracy
-        return base + w.location + w.type if label.anomalous else base
+        return self.weights.max_total(label.anomalous)
 
     def score(self, completion: Any, label: LabelInput) -> ScoreResult:
-        """Score one completion; only an invalid label raises (ValueError)."""
-        return self._score(_as_text(completion), self.parse_label(label))
+        """Score one completion. An invalid label raises ValueError; a completion that is
+        neither text, bytes, None nor chat messages raises TypeError."""
+        return self.rules.score(completion_text(completion), self.parse_label(label))
 
-    def _score(self, completion: str, label: Label) -> ScoreResult:
-        w = self.weights
-        parsed = parse_completion(completion)  # outer whitespace is checked, not copied away
-        consistency = float(parsed.matches(ANOMALOUS_SEQUENCE if label.anomalous else NORMAL_SEQUENCE))
-        answer = normalise_answer(parsed.single_content("answer"))
-        accuracy = float(answer == label.answer)
-        predicted_cells = cells_on_grid(parsed.single_content("location"), *self.grid)
-        gated = label.anomalous and answer == "yes"
-        location = type_value = 0.0
-        type_rule = None
-        if gated:
-            location = float(bool(predicted_cells) and predicted_cells == label.cells)
-            match = self.type_matcher.match(parsed.single_content("type"), label.type)
-            type_value, type_rule = match.score, match.rule
-        total = w.consistency * consistency + w.accuracy * accuracy + w.location * location + w.type * type_value
-        # Positional: this runs once per rollout and keyword calls cost measurably more.
-        return ScoreResult(
-            consistency,
-            accuracy,
-            location,
-            type_value,
-            total,
-            answer,
-            predicted_cells,
-            label.cells,
-            type_rule,
-            gated,
-            self.max_total(label),
-        )
-
-    def score_batch(self, completions: Sequence[Any], labels: Sequence[LabelInput]) -> list[ScoreResult]:
-        """Score completion i against label i."""
+    def score_batch(self, completions: Iterable[Any], labels: Iterable[LabelInput]) -> list[ScoreResult]:
+        """Score completion i against label i (any iterables: lists, arrays, Series, generators)."""
+        completions, labels = list(completions), list(labels)
         if len(completions) != len(labels):
             raise ValueError(f"score_batch: {len(completions)} completions but {len(labels)} labels")
-        parsed_labels: dict[int, Label] = {}
-        results = []
-        for completion, label in zip(completions, labels):
-            # Batches repeat each prompt's label G times: parse each label object once.
-            key = id(label)
-            if key not in parsed_labels:
-                parsed_labels[key] = self.parse_label(label)
-            results.append(self._score(_as_text(completion), parsed_labels[key]))
-        return results
+        score, parse = self.rules.score, self.parse_label
+        return [score(completion_text(c), parse(label)) for c, label in zip(completions, labels)]
 
     def score_group(self, completions: Iterable[Any], label: LabelInput) -> GroupScore:
         """Score the G completions of one prompt and their group-normalised advantages."""
         parsed = self.parse_label(label)
-        scores = [self._score(_as_text(c), parsed) for c in completions]
+        scores = [self.rules.score(completion_text(c), parsed) for c in completions]
         totals = [s.total for s in scores]
         advantages, mean, std = group_advantages(totals, self.epsilon)
         has_signal = len(totals) > 1 and max(totals) != min(totals)
         return GroupScore(scores, advantages, has_signal, mean, std)
+

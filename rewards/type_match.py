@@ -7,7 +7,8 @@ same group → fuzzy → none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 from rapidfuzz import fuzz, process
@@ -15,6 +16,9 @@ from rapidfuzz import fuzz, process
 from .vocabulary import Term, Vocabulary, normalise_type
 
 _CACHE_LIMIT = 1024  # longer texts are matched without entering the caches
+# REWARD_SPEC "Length bound": fuzzy similarity only for normalised texts this short; it keeps
+# every score linear in what a policy or a label holds (a ratio of two 1 MB texts took 27 s).
+FUZZY_LENGTH_LIMIT = 256
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,16 @@ class TypeRuleScores:
     fuzzy_factor: float = 0.4
     fuzzy_threshold: float = 0.7
     category_fuzzy_threshold: float = 0.7
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"type_scores: {item.name} must be a finite number >= 0, got {value!r}")
+            object.__setattr__(self, item.name, float(value))
+        for name in ("fuzzy_threshold", "category_fuzzy_threshold"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"type_scores: {name} is a similarity in [0, 1], got {getattr(self, name)!r}")
 
 
 # The rules that mean the label's kind of defect, in any of its vocabulary's wordings: the
@@ -85,33 +99,41 @@ class TypeMatcher:
 
     def _describe(self, text: str) -> TextCategory:
         vocab = self.vocabulary
-        finds = self._finds(text)
-        ambiguous = len({term.category for term in _maximal(finds)}) >= 2
+        categories, longest = self._scan(text)
         group_name = vocab.group_names.get(text)
-        category, confidence = self._category(text, finds)
+        category, confidence = self._category(text, longest)
         group = group_name or (vocab.category_group[category] if category else None)
-        return TextCategory(category, confidence, group, group_name is not None, ambiguous)
+        return TextCategory(category, confidence, group, group_name is not None, len(categories) >= 2)
 
-    def _finds(self, text: str) -> list[tuple[int, int, Term]]:
-        """Every vocabulary term standing word-wise in `text`, as (start, end, term)."""
+    def _scan(self, text: str) -> tuple[set[str], Term | None]:
+        """One pass over the terms standing word-wise in `text`: the categories of the
+        maximal ones (a term inside a longer term found at the same place does not count:
+        `grinding damage` hides its `damage`), and the longest one (the first on ties)."""
         words = text.split()
-        finds = []
-        for start, word in enumerate(words):
-            for term in self.vocabulary.terms_by_first_word.get(word, ()):
+        by_first_word = self.vocabulary.terms_by_first_word  # longest term first
+        categories: set[str] = set()
+        longest: Term | None = None
+        furthest_end = -1
+        # Only words that begin a term are looked at (a C-speed filter: texts can be long).
+        for start in [i for i, word in enumerate(words) if word in by_first_word]:
+            for term in by_first_word[words[start]]:
                 end = start + len(term.words)
-                if tuple(words[start:end]) == term.words:
-                    finds.append((start, end, term))
-        return finds
+                if end - start > 1 and tuple(words[start:end]) != term.words:
+                    continue
+                if end > furthest_end:  # finds come by start, then longest first
+                    categories.add(term.category)
+                    furthest_end = end
+                if longest is None or len(term.text) > len(longest.text):
+                    longest = term
+        return categories, longest
 
-    def _category(self, text: str, finds: list[tuple[int, int, Term]]) -> tuple[str | None, float]:
+    def _category(self, text: str, longest: Term | None) -> tuple[str | None, float]:
         vocab = self.vocabulary
         if text in vocab.term_category:
             return vocab.term_category[text], 1.0
         best: tuple[float, str] | None = None
-        for _, _, term in finds:  # a term inside the text
-            confidence = len(term.text) / len(text)
-            if best is None or confidence > best[0]:
-                best = (confidence, term.category)
+        if longest is not None:  # the best term inside the text is the longest
+            best = (len(longest.text) / len(text), longest.category)
         if len(text.split()) <= vocab.longest_term_words:  # the text inside a term
             for term in vocab.terms:
                 if len(term.text) > len(text) and _contains_words(term.text, text):
@@ -120,6 +142,8 @@ class TypeMatcher:
                         best = (confidence, term.category)
         if best is not None:
             return best[1], best[0]
+        if len(text) > FUZZY_LENGTH_LIMIT:
+            return None, 0.0
         cutoff = 100 * self.scores.category_fuzzy_threshold
         found = process.extractOne(text, vocab.term_texts, scorer=fuzz.ratio, score_cutoff=cutoff)
         if found is None:
@@ -158,21 +182,12 @@ class TypeMatcher:
                 return TypeMatch(s.category_base + bonus, "category")
             if self.vocabulary.category_group[p.category] == self.vocabulary.category_group[g.category]:
                 return TypeMatch(s.same_group, "same_group")
+        if len(pred) > FUZZY_LENGTH_LIMIT or len(gold) > FUZZY_LENGTH_LIMIT:
+            return TypeMatch(0.0, "none")
         similarity = fuzz.ratio(pred, gold, score_cutoff=100 * s.fuzzy_threshold) / 100
         if similarity >= s.fuzzy_threshold:
             return TypeMatch(s.fuzzy_factor * similarity, "fuzzy")
         return TypeMatch(0.0, "none")
-
-
-def _maximal(finds: list[tuple[int, int, Term]]) -> list[Term]:
-    """Drop finds lying inside a longer find (`grinding damage` hides its `damage`)."""
-    kept = []
-    furthest_end = -1
-    for _start, end, term in sorted(finds, key=lambda f: (f[0], -f[1])):
-        if end > furthest_end:
-            kept.append(term)
-            furthest_end = end
-    return kept
 
 
 @lru_cache(maxsize=1)

@@ -141,7 +141,7 @@ class Vocabulary:
             Term(text, tuple(text.split()), category) for text, category in self.term_category.items()
         ]
         self.terms_by_first_word: dict[str, list[Term]] = {}
-        for term in self.terms:
+        for term in sorted(self.terms, key=lambda t: -len(t.words)):  # longest first: the matcher relies on it
             self.terms_by_first_word.setdefault(term.words[0], []).append(term)
         self.term_texts: list[str] = [term.text for term in self.terms]
         self.longest_term_words = max(len(term.words) for term in self.terms)

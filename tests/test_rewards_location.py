@@ -1,6 +1,8 @@
 """REWARD_SPEC "Location": T(text) on 3x3 and other grids, every spec example included."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rewards.location import cells_to_text, check_grid, location_cells
 
@@ -92,3 +94,54 @@ def test_cells_to_text_refuses_what_it_cannot_say():
         cells_to_text([10])
     with pytest.raises(ValueError, match="no one-word description"):
         cells_to_text([6], (4, 4))
+
+
+LOCATION_PIECES = [
+    "top",
+    "upper",
+    "up",
+    "bottom",
+    "below",
+    "left",
+    "right",
+    "leftmost",
+    "center",
+    "mid",
+    "and",
+    "or",
+    "as",
+    "well",
+    "bright",
+    "stop",
+    "Top",
+    "LEFT",
+    "ü",
+    "ß",
+    "1",
+    "_",
+    "-",
+    " ",
+    ",",
+    ";",
+    "/",
+    "&",
+    "\n",
+    "as well as",
+    "as-well-as",
+    "as, well as",
+    "was well as",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(LOCATION_PIECES), max_size=25),
+    rows=st.integers(1, 5),
+    columns=st.integers(1, 5),
+)
+def test_same_cells_as_reading_word_by_word(pieces, rows, columns):
+    """The one-scan tokenizer against the straightforward token-by-token reading."""
+    from benchmarks.baselines import naive_cells
+
+    text = "".join(pieces)
+    assert location_cells(text, (rows, columns)) == naive_cells(text, rows, columns)

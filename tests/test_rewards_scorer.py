@@ -145,10 +145,73 @@ def test_bad_labels_raise_value_error(label, message):
         Scorer().score(GOOD_NORMAL, label)
 
 
-@pytest.mark.parametrize("completion", [None, b"<answer>no</answer>", 12, ["x"], "\x00" * 10])
-def test_completion_never_raises(completion):
-    result = Scorer().score(completion, NORMAL_LABEL)
-    assert 0 <= result.total <= 2
+COMPLETION_FORMS = [
+    # (completion as a trainer may pass it, the text it holds)
+    (GOOD_NORMAL, GOOD_NORMAL),
+    (None, ""),
+    (GOOD_NORMAL.encode(), GOOD_NORMAL),
+    (b"\xff<answer>no</answer>", "\ufffd<answer>no</answer>"),  # bad bytes replaced, never raised
+    ("\x00" * 10, "\x00" * 10),
+    ([{"role": "assistant", "content": GOOD_NORMAL}], GOOD_NORMAL),  # TRL's conversational completion
+    (({"role": "assistant", "content": GOOD_NORMAL},), GOOD_NORMAL),
+    (
+        [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+            {"role": "assistant", "content": GOOD_NORMAL},
+        ],
+        GOOD_NORMAL,
+    ),
+    (
+        [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "<think>x</think>"},
+                    {"type": "text", "text": "<answer>no</answer>"},
+                ],
+            }
+        ],
+        "<think>x</think><answer>no</answer>",
+    ),
+    ([{"role": "assistant", "content": [{"type": "image"}, {"type": "text", "text": GOOD_NORMAL}]}], GOOD_NORMAL),
+    ([{"role": "assistant", "content": None}], ""),
+]
+
+
+@pytest.mark.parametrize(("completion", "text"), COMPLETION_FORMS)
+def test_completion_forms_score_as_their_text(completion, text):
+    scorer = Scorer()
+    assert scorer.score(completion, NORMAL_LABEL) == scorer.score(text, NORMAL_LABEL)
+    assert scorer.score_batch([completion], [NORMAL_LABEL]) == [scorer.score(text, NORMAL_LABEL)]
+    assert scorer.score_group([completion, text], NORMAL_LABEL).scores[0] == scorer.score(text, NORMAL_LABEL)
+
+
+def test_a_conversational_completion_is_not_its_repr():
+    """The bug this guards: a message list scored as its str() earned 1.0, not 2.0."""
+    messages = [{"role": "assistant", "content": "<think>x</think><answer>no</answer>"}]
+    assert Scorer().score(messages, {"answer": "no"}).total == 2.0
+
+
+NOT_COMPLETIONS = [
+    (12, "got int"),
+    (1.5, "got float"),
+    (object(), "got object"),
+    ({"role": "assistant", "content": "x"}, "got dict"),  # one message, not a list of them
+    (["x"], "chat messages"),
+    ([{"content": "x"}], "chat messages"),
+    ([{"role": "user", "content": "x"}], "no assistant message"),
+    ([{"role": "assistant", "content": 3}], "text or a list of parts"),
+    ([{"role": "assistant", "content": [3]}], "a mapping or text"),
+]
+
+
+@pytest.mark.parametrize(("completion", "message"), NOT_COMPLETIONS)
+def test_other_objects_are_a_caller_error(completion, message):
+    with pytest.raises(TypeError, match=message):
+        Scorer().score(completion, NORMAL_LABEL)
+    with pytest.raises(TypeError, match=message):
+        Scorer().score_batch([GOOD_NORMAL, completion], [NORMAL_LABEL, NORMAL_LABEL])
 
 
 def test_score_batch_matches_score():

@@ -28,6 +28,8 @@ P_A = re.compile(
 )
 TAG_WORDS = ("<think>", "</think>", "<location>", "</location>", "<type>", "</type>", "<answer>", "</answer>")
 STEMMER = SnowballStemmer("english")
+
+
 def naive_pattern(text: str, pattern: re.Pattern) -> bool:
     m = pattern.fullmatch(text)
     if not m or any(not g.strip() or any(t in g for t in TAG_WORDS) for g in m.groups()):

@@ -26,8 +26,9 @@ from iadr1_rl.data.prompts import prompt_text  # noqa: E402
 from iadr1_rl.data.records import load_records, write_json  # noqa: E402
 from iadr1_rl.data.synth import SynthConfig, synthesize  # noqa: E402
 from iadr1_rl.eval.compare import Change, changes_json, paired_changes  # noqa: E402
-from iadr1_rl.eval.metrics import reward_summary  # noqa: E402
+from iadr1_rl.eval.metrics import REWARD_SUMMARY  # noqa: E402
 from iadr1_rl.models.tiny import build_tiny_vlm  # noqa: E402
+from rewards import Scorer  # noqa: E402
 
 CONFIG = ROOT / "recipes" / "configs" / "demo.yaml"
 
@@ -73,7 +74,8 @@ def submit(recipe: str, overrides: list[str], env: dict[str, str]) -> None:
         raise SystemExit(f"the {recipe} Ray job failed (exit {done.returncode}); see its log above")
 
 
-def evaluate(model: Path, test: Path, out: Path, env: dict[str, str]) -> dict:
+def evaluate(model: Path, test: Path, out: Path, scorer: Path, env: dict[str, str]) -> dict:
+    """Generate on the held-out split and score it with the run's scorer (`iadr1-eval`)."""
     eval_cli = [sys.executable, "-m", "iadr1_rl.eval.cli"]
     predictions = out / "predictions.jsonl"
     if predictions.exists():
@@ -98,9 +100,14 @@ def evaluate(model: Path, test: Path, out: Path, env: dict[str, str]) -> dict:
         check=True,
         env=env,
     )
-    subprocess.run([*eval_cli, "score", str(predictions), "--json", str(out / "eval.json")], check=True, env=env)
+    score = [*eval_cli, "score", str(predictions), "--json", str(out / "eval.json"), "--scorer", str(scorer)]
+    subprocess.run(score, check=True, env=env)
     report = json.loads((out / "eval.json").read_text())
-    return {"balanced_accuracy": report["average_balanced_accuracy"], **reward_summary(predictions)}
+    return {
+        "balanced_accuracy": report["average_balanced_accuracy"],
+        **{metric: report[metric] for metric in REWARD_SUMMARY},
+        "scorer": report["scorer"],
+    }
 
 
 def target_report(summary: dict) -> list[str]:
@@ -189,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
 
     step("evaluation on the held-out split (iadr1-eval)")
     test = run_dir / "data" / "test" / "records.jsonl"
-    pa_sft = evaluate(run_dir / "pa_sft" / "final", test, run_dir / "eval" / "pa_sft", env)
-    sc_grpo = evaluate(run_dir / "sc_grpo" / "final", test, run_dir / "eval" / "sc_grpo", env)
+    scorer = run_dir / "sc_grpo" / "scorer.json"  # the reward SC-GRPO trained on, for both models
+    pa_sft = evaluate(run_dir / "pa_sft" / "final", test, run_dir / "eval" / "pa_sft", scorer, env)
+    sc_grpo = evaluate(run_dir / "sc_grpo" / "final", test, run_dir / "eval" / "sc_grpo", scorer, env)
     grpo_summary = json.loads((run_dir / "sc_grpo" / "summary.json").read_text())
     report = json.loads((run_dir / "eval" / "sc_grpo" / "eval.json").read_text())
     summary = {
@@ -205,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         # PA-SFT -> SC-GRPO on the same held-out items, each change with its paired s.e.
         "changes": changes_json(
             paired_changes(
-                run_dir / "eval" / "pa_sft" / "predictions.jsonl", run_dir / "eval" / "sc_grpo" / "predictions.jsonl"
+                run_dir / "eval" / "pa_sft" / "predictions.jsonl",
+                run_dir / "eval" / "sc_grpo" / "predictions.jsonl",
+                Scorer.from_config(scorer),
             )
         ),
         "n_anomalous_test": sum(d["n_anomalous"] for d in report["datasets"].values()),

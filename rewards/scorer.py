@@ -233,4 +233,3 @@ class Scorer:
         advantages, mean, std = group_advantages(totals, self.epsilon)
         has_signal = len(totals) > 1 and max(totals) != min(totals)
         return GroupScore(scores, advantages, has_signal, mean, std)
-

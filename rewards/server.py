@@ -266,7 +266,12 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "grid": list(scorer.grid), "auth": settings.token is not None}
+        return {
+            "status": "ok",
+            "grid": list(scorer.grid),
+            "auth": settings.token is not None,
+            "scorer": scorer.describe(),
+        }
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> str:

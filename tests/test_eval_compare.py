@@ -153,3 +153,26 @@ def test_a_change_reads_back_from_its_json():
     # A metric without items is written as null and read back as NaN, not as None.
     empty = Change.from_json(Change("m", 0, math.nan, math.nan, math.nan).to_json())
     assert math.isnan(empty.before) and not empty.rose()
+
+
+def test_score_and_compare_use_the_scorer_given(tmp_path, capsys):
+    """A run trains on one reward and reports it: `--scorer` makes evaluation score alike."""
+    from rewards import Scorer
+
+    config = tmp_path / "scorer.json"
+    scorer = Scorer.from_config({"weights": {"type": 3}})
+    config.write_text(json.dumps(scorer.to_config()))
+    before = write(tmp_path / "a.jsonl", [(HOLE, WRONG_TYPE), (NORMAL, SAYS_NO)])
+    after = write(tmp_path / "b.jsonl", [(HOLE, RIGHT), (NORMAL, SAYS_NO)])
+    plain, weighted = tmp_path / "plain.json", tmp_path / "weighted.json"
+    assert eval_main(["score", after, "--json", str(plain)]) == 0
+    assert eval_main(["score", after, "--json", str(weighted), "--scorer", str(config)]) == 0
+    plain, weighted = json.loads(plain.read_text()), json.loads(weighted.read_text())
+    assert plain["mean_reward"] == (4 + 2) / 2 and weighted["mean_reward"] == (6 + 2) / 2
+    assert weighted["scorer"] == {"preset": "default", "digest": scorer.digest} != plain["scorer"]
+    assert f"scorer {scorer.digest}" in capsys.readouterr().out
+    changes = tmp_path / "changes.json"
+    assert eval_main(["compare", before, after, "--scorer", str(config), "--json", str(changes)]) == 0
+    written = json.loads(changes.read_text())
+    assert written["mean_reward"]["change"] == pytest.approx(3 / 2)  # type 0 -> 1 at weight 3, over 2 items
+    assert written["scorer"]["digest"] == scorer.digest

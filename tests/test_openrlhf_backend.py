@@ -3,6 +3,7 @@ parser (and pass its own checks) for every shipped config; the dry run prints on
 command; the exported prompts load through OpenRLHF's dataset; the cluster manifests
 parse and name files that exist."""
 
+import json
 import runpy
 import shlex
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 
 from iadr1_rl.backends import openrlhf as backend
 from iadr1_rl.train.config import load_config
+from rewards import Scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
@@ -122,10 +124,46 @@ def test_dry_run_prints_one_command(tmp_path, synthetic_records):
     assert any(line.startswith("prompt data: ") and line.endswith("openrlhf_prompts.jsonl") for line in lines)
     assert (tmp_path / "out" / "openrlhf_prompts.jsonl").is_file()
     assert not (tmp_path / "out" / "checkpoints").exists()  # nothing started
+    # The run's scorer reaches the reward file: its resolved config, and the variable naming it.
+    assert f"environment: IADR1_SCORER_CONFIG={tmp_path / 'out' / 'scorer.json'}" in lines
+    assert Scorer.from_config(tmp_path / "out" / "scorer.json").digest == Scorer().digest
+
+
+def test_the_scorer_config_reaches_every_actor(config_for, tmp_path):
+    """Under `ray job submit` the job's runtime env reaches actors on every node: the scorer
+    variable goes there too, and merges with what OpenRLHF's own `ray.init` sets."""
+    from ray.runtime_env.runtime_env import _merge_runtime_env
+
+    config = config_for(CONFIGS[0], "grpo.scorer={preset: authors}")
+    job = backend.prepare(config)
+    assert Scorer.from_config(job.env["IADR1_SCORER_CONFIG"]).digest == Scorer(preset="authors").digest
+    submitted = {"runtime_env": {"working_dir": "/tmp/x", "env_vars": {"HF_HOME": "/h"}}, "metadata": {}}
+    env = backend.job_environment(job.env, {"PATH": "/bin", backend.RAY_JOB_CONFIG: json.dumps(submitted)})
+    assert env["IADR1_SCORER_CONFIG"] == job.env["IADR1_SCORER_CONFIG"] and env["PATH"] == "/bin"
+    runtime = json.loads(env[backend.RAY_JOB_CONFIG])["runtime_env"]
+    openrlhf_own = {"env_vars": {"TOKENIZERS_PARALLELISM": "true", "NCCL_DEBUG": "WARN"}}
+    merged = _merge_runtime_env(runtime, openrlhf_own)
+    assert merged["env_vars"]["IADR1_SCORER_CONFIG"] == job.env["IADR1_SCORER_CONFIG"]
+    assert merged["env_vars"]["HF_HOME"] == "/h" and merged["working_dir"] == "/tmp/x"
+    assert backend.job_environment(job.env, {"PATH": "/bin"}) == {"PATH": "/bin", **job.env}  # no job: as is
+
+
+def test_a_reward_server_must_score_with_the_run_s_config(config_for, start_server, tmp_path):
+    server = start_server("--config", str(write_scorer(tmp_path / "server.json", {"weights": {"type": 2}})))
+    url = server.url + "/get_reward"
+    with pytest.raises(ValueError, match="start the server with --config"):
+        backend.check_reward_server(url, Scorer())
+    backend.check_reward_server(url, Scorer.from_config({"weights": {"type": 2}}))
+    with pytest.raises(RuntimeError, match="does not answer"):
+        backend.check_reward_server("http://127.0.0.1:9/get_reward", Scorer(), timeout=2)
+
+
+def write_scorer(path: Path, config: dict) -> Path:
+    path.write_text(json.dumps(config))
+    return path
 
 
 def test_exported_prompts_load_through_openrlhf_dataset(config_for, tiny_processor):
-    import json
     from types import SimpleNamespace
 
     from openrlhf.datasets.prompts_dataset import PromptDataset

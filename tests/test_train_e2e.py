@@ -17,6 +17,7 @@ from iadr1_rl.backends.local_grpo import run_grpo
 from iadr1_rl.backends.local_sft import run_sft
 from iadr1_rl.train import run_log
 from iadr1_rl.train.config import load_config
+from rewards import Scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,15 +94,22 @@ def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, syn
             "sft.epochs=12",
             "grpo.max_new_tokens=40",
             "eval.max_new_tokens=40",
+            "grpo.scorer={weights: {type: 2}}",
         ],
     )
     sft = run_sft(config, progress=False)
     assert sft["steps"] == 48 and "eval" in sft
+    # One reward per run: trained on, saved beside the run, evaluated with, named in every report.
+    digest = Scorer.from_config({"weights": {"type": 2}}).digest
+    assert sft["scorer"]["digest"] == sft["eval"]["scorer"]["digest"] == digest
+    assert Scorer.from_config(tmp_path / "sft" / "scorer.json").digest == digest
     initial, after_sft = weights(tiny_model_dir), weights(tmp_path / "sft" / "final")
     assert any(not torch.equal(initial[k], after_sft[k]) for k in initial)
     assert all(SFT_METRICS <= set(r) for r in rows(tmp_path / "sft" / "metrics.jsonl"))
     grpo = run_grpo(config, progress=False)
     assert grpo["steps"] == 4 and grpo["mean_reward_start"] is not None
+    assert grpo["scorer"]["digest"] == grpo["eval"]["scorer"]["digest"] == digest
+    assert json.loads((tmp_path / "grpo" / "eval" / "eval.json").read_text())["scorer"]["digest"] == digest
     assert grpo["reward_fitted_rise"]["n"] == grpo["normalised_reward_fitted_rise"]["n"] == 4
     after_grpo = weights(tmp_path / "grpo" / "final")
     assert any(not torch.equal(after_sft[k], after_grpo[k]) for k in after_sft)

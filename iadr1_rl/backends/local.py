@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rewards import Scorer
+
 from ..data.records import Record, load_records, write_json
-from ..eval.answers import read_predictions
 from ..eval.generate import load_test_set, run_generation
-from ..eval.metrics import reward_summary, score_predictions
+from ..eval.metrics import evaluation_report
 from ..eval.report import format_table, write_report
 from ..models.generation import SamplingConfig
 from ..models.loading import check_model_dir
@@ -51,8 +52,23 @@ def actor_kwargs(config: RecipeConfig, model_path: str) -> dict[str, Any]:
     }
 
 
-def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, progress: bool = True) -> dict | None:
-    """Balanced accuracy of `model_dir` on `data.eval` (predictions, JSON, CSV, PNG in out_dir)."""
+SCORER_FILE = "scorer.json"
+
+
+def run_scorer(config: RecipeConfig, out: Path) -> Scorer:
+    """The run's scorer (`grpo.scorer`), its resolved configuration saved as
+    `<out>/scorer.json`: training, the run's evaluation and `iadr1-eval --scorer` then
+    all score with the same reward."""
+    scorer = Scorer.from_config(config.grpo.scorer)
+    write_json(scorer.to_config(), out / SCORER_FILE)
+    return scorer
+
+
+def evaluate(
+    config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, scorer: Scorer, progress: bool = True
+) -> dict | None:
+    """Balanced accuracy and the run's reward of `model_dir` on `data.eval` (predictions,
+    JSON, CSV, PNG in out_dir)."""
     if not config.data.eval:
         return None
     out_dir = Path(out_dir)
@@ -71,8 +87,7 @@ def evaluate(config: RecipeConfig, model_dir: str | Path, out_dir: str | Path, p
         config.model.dtype,
         progress=progress,
     )
-    report = score_predictions(read_predictions(predictions, "tags"))
-    report.update(reward_summary(predictions))
+    report = evaluation_report(predictions, "tags", scorer)
     write_report(report, out_dir / "eval.json", config.backbone, config.data.shots)
     logger.info("evaluation of %s:\n%s", model_dir, format_table(report))
     return report
@@ -93,11 +108,18 @@ def maybe_checkpoint(
 
 
 def finish(
-    config: RecipeConfig, final: Path, out: Path, summary: dict[str, Any], run_eval: bool, progress: bool
+    config: RecipeConfig,
+    final: Path,
+    out: Path,
+    summary: dict[str, Any],
+    scorer: Scorer,
+    run_eval: bool,
+    progress: bool,
 ) -> dict[str, Any]:
-    """Evaluate the final model (unless told not to) and write `summary.json`."""
+    """Evaluate the final model with the run's scorer (unless told not to) and write `summary.json`."""
+    summary["scorer"] = {**scorer.describe(), "config": str(out / SCORER_FILE)}
     if run_eval:
-        report = evaluate(config, final, out / "eval", progress)
+        report = evaluate(config, final, out / "eval", scorer, progress)
         if report is not None:
             summary["eval"] = report
     write_json(summary, out / "summary.json")

@@ -9,8 +9,6 @@ import statistics
 import time
 from pathlib import Path
 
-from rewards import Scorer
-
 from ..actors import PolicyActor, ReferenceActor, RolloutActor
 from ..eval.compare import fitted_rise
 from ..models.generation import SamplingConfig
@@ -20,7 +18,7 @@ from ..train.data_order import batch_at
 from ..train.run_log import RunLogger
 from ..train.sequences import Sample
 from . import ray_env
-from .local import actor_kwargs, finish, maybe_checkpoint, resources, training_records
+from .local import actor_kwargs, finish, maybe_checkpoint, resources, run_scorer, training_records
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +75,6 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
     out = Path(grpo.output or Path(config.run_dir) / "sc_grpo")
     init = grpo.init or config.model.path
     records = training_records(config.grpo_records_path(), need_response=False)
-    scorer = Scorer.from_config(grpo.scorer)
     latest = latest_checkpoint(out) if resume else None
     start_step = read_state(latest)["step"] if latest else 0
     current = str(latest) if latest else init
@@ -85,6 +82,7 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
     policy_kwargs = actor_kwargs(config, current)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
+    scorer = run_scorer(config, out)
 
     ray_env.connect(config.resources.ray_address)
     workers = config.resources.num_rollout_workers
@@ -223,4 +221,4 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
         "reward_fitted_rise": _fitted_rise(log.rows, "reward_total"),
         "normalised_reward_fitted_rise": _fitted_rise(log.rows, "reward_normalised"),
     }
-    return finish(config, final, out, summary, run_eval, progress)
+    return finish(config, final, out, summary, scorer, run_eval, progress)

@@ -13,7 +13,7 @@ from ..train.config import RecipeConfig, save_config
 from ..train.data_order import batch_at
 from ..train.run_log import RunLogger
 from . import ray_env
-from .local import actor_kwargs, finish, maybe_checkpoint, resources, training_records
+from .local import actor_kwargs, finish, maybe_checkpoint, resources, run_scorer, training_records
 from .policy_group import PolicyGroup, check_sharding
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
     kwargs = actor_kwargs(config, init)  # checks the model folder before Ray starts
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
+    scorer = run_scorer(config, out)  # the run's evaluation scores with the run's reward
 
     ray_env.connect(config.resources.ray_address)
     ray_env.check_resources({f"policy rank {r}": resources(config.resources.policy) for r in range(sft.world_size)})
@@ -89,4 +90,4 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
         "train_seconds": time.perf_counter() - started,
         "final_loss": log.rows[-1]["loss"] if log.rows else None,
     }
-    return finish(config, final, out, summary, run_eval, progress)
+    return finish(config, final, out, summary, scorer, run_eval, progress)

@@ -12,21 +12,29 @@ reads). Only flags that OpenRLHF's own parser accepts are produced (the tests ch
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from rewards import Scorer
 
 from ..data.converters import to_openrlhf
 from ..data.records import load_records, write_jsonl
 from ..train.config import RecipeConfig, save_config
+from .local import SCORER_FILE, run_scorer
 
 logger = logging.getLogger(__name__)
 
 REWARD_FILE = Path(__file__).resolve().parent.parent.parent / "rewards" / "openrlhf_reward.py"
 MODULE = "openrlhf.cli.train_ppo_ray"
+SCORER_CONFIG_ENV = "IADR1_SCORER_CONFIG"  # read by rewards/openrlhf_reward.py in every OpenRLHF actor
+RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # how `ray job submit` hands the job's runtime env to its driver
 
 
 @dataclass(frozen=True)
@@ -34,9 +42,44 @@ class OpenRLHFJob:
     command: list[str]
     prompt_data: Path
     output: Path
+    scorer: Scorer
+    env: dict[str, str] = field(default_factory=dict)  # what the job's actors need beyond the driver's
 
     def shell(self) -> str:
         return shlex.join(self.command)
+
+
+def job_environment(extra: Mapping[str, str], base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of OpenRLHF's driver: `base` plus `extra`, and `extra` also in the Ray
+    job's runtime env when one is given (under `ray job submit`), since actors on other nodes
+    inherit that, not the driver's variables; OpenRLHF's `ray.init` merges it with its own."""
+    env = {**base, **extra}
+    if base.get(RAY_JOB_CONFIG):
+        job = json.loads(base[RAY_JOB_CONFIG])
+        runtime = job.get("runtime_env") or {}
+        runtime["env_vars"] = {**(runtime.get("env_vars") or {}), **extra}
+        job["runtime_env"] = runtime
+        env[RAY_JOB_CONFIG] = json.dumps(job)
+    return env
+
+
+def check_reward_server(url: str, scorer: Scorer, timeout: float = 10.0) -> None:
+    """A reward server must score with this run's configuration: compare its `/health` digest."""
+    import urllib.error
+    import urllib.request
+
+    health = url.rsplit("/", 1)[0] + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as reply:
+            served = json.load(reply).get("scorer") or {}
+    except (OSError, ValueError, urllib.error.URLError) as error:
+        raise RuntimeError(f"the reward server at {url} does not answer {health} ({error}); start it first") from error
+    if served.get("digest") != scorer.digest:
+        raise ValueError(
+            f"the reward server at {url} scores with scorer {served.get('digest')} ({served.get('preset')} preset) "
+            f"but this run's is {scorer.digest} ({scorer.preset}): start the server with --config pointing at "
+            f"the run's {SCORER_FILE}"
+        )
 
 
 def export_prompts(config: RecipeConfig, out_dir: Path) -> Path:
@@ -162,22 +205,30 @@ def build_arguments(config: RecipeConfig, prompt_data: Path, output: Path) -> li
 
 
 def prepare(config: RecipeConfig, python: str = sys.executable) -> OpenRLHFJob:
-    """Export the prompts and build the command (writes only under the output folder)."""
+    """Export the prompts, save the run's scorer config and build the command (writes only
+    under the output folder)."""
     output = Path(config.grpo.output or Path(config.run_dir) / "sc_grpo")
     output.mkdir(parents=True, exist_ok=True)
+    scorer = run_scorer(config, output)
     prompt_data = export_prompts(config, output)
     command = [python, "-m", MODULE, *build_arguments(config, prompt_data, output)]
     save_config(config, output / "config.yaml")
-    return OpenRLHFJob(command, prompt_data, output)
+    return OpenRLHFJob(command, prompt_data, output, scorer, {SCORER_CONFIG_ENV: str(output / SCORER_FILE)})
 
 
 def run(config: RecipeConfig, dry_run: bool = False) -> int:
     """Run OpenRLHF as this Ray job's driver (or print the command with `dry_run`)."""
     job = prepare(config)
+    target = reward_target(config)
     if dry_run:
         print(job.shell())
+        for key, value in job.env.items():
+            print(f"environment: {key}={value}")
+        print(f"scorer: {job.scorer.preset} preset, digest {job.scorer.digest}")
         print(f"prompt data: {job.prompt_data}")
         print(f"output: {job.output}")
         return 0
+    if target.startswith(("http://", "https://")):
+        check_reward_server(target, job.scorer)
     logger.info("starting OpenRLHF: %s", job.shell())
-    return subprocess.run(job.command).returncode
+    return subprocess.run(job.command, env=job_environment(job.env, os.environ)).returncode

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from ..cli_errors import run_command
 from ..models.generation import SamplingConfig
-from .answers import FORMATS, read_predictions
+from .answers import FORMATS
 from .compare import changes_json, paired_changes
 from .generate import load_test_set, run_generation
-from .metrics import score_predictions
+from .metrics import evaluation_report
 from .paper import IAD_R1
 from .report import format_table, write_report
 
@@ -42,8 +42,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_scorer(path: Path | None):
+    """The scorer of `--scorer PATH` (a run's `scorer.json`, or any scorer config), else the contract's."""
+    from rewards import Scorer
+
+    return Scorer.from_config(path)
+
+
 def cmd_score(args: argparse.Namespace) -> int:
-    report = score_predictions(read_predictions(args.predictions, args.format))
+    report = evaluation_report(args.predictions, args.format, load_scorer(args.scorer))
     print(format_table(report))
     if args.json:
         paths = write_report(report, args.json, args.backbone, args.shots)
@@ -52,7 +59,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    changes = paired_changes(args.before, args.after)
+    scorer = load_scorer(args.scorer)
+    changes = paired_changes(args.before, args.after, scorer)
+    print(f"scored by the {scorer.preset} preset, scorer {scorer.digest}")
     for change in changes.values():
         if change.n == 0:
             print(f"{change.metric}: no items to compare")
@@ -61,9 +70,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         from ..data.records import write_json
 
-        write_json(changes_json(changes), args.json)
+        write_json({**changes_json(changes), "scorer": scorer.describe()}, args.json)
         print(f"wrote {args.json}")
     return 0
+
+
+SCORER_HELP = "scorer config: a run's scorer.json or any JSON/YAML scorer config (default: the contract's)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", type=Path, help="write JSON here, with CSV and PNG beside it")
     score.add_argument("--backbone", choices=sorted(IAD_R1), help="draw the paper's figures for this backbone")
     score.add_argument("--shots", type=int, choices=(0, 1), default=0)
+    score.add_argument("--scorer", type=Path, help=SCORER_HELP)
     score.set_defaults(func=cmd_score)
     compare = sub.add_parser(
         "compare", help="paired change of each metric between two models' predictions on one test set"
@@ -97,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("before", type=Path, help="predictions JSONL of the first model (e.g. PA-SFT)")
     compare.add_argument("after", type=Path, help="predictions JSONL of the second model, same test items")
     compare.add_argument("--json", type=Path, help="write the changes here")
+    compare.add_argument("--scorer", type=Path, help=SCORER_HELP)
     compare.set_defaults(func=cmd_compare)
     return parser
 

@@ -109,8 +109,9 @@ def fitted_rise(metric: str, values: list[float]) -> Change:
     return Change(metric, n, mean_y - slope * mean_x, mean_y + slope * (span - mean_x), slope_error * span)
 
 
-def paired_changes(before: str | Path, after: str | Path) -> dict[str, Change]:
-    """Each metric's change from `before` to `after` (prediction JSONL files of one test set)."""
+def paired_changes(before: str | Path, after: str | Path, scorer=None) -> dict[str, Change]:
+    """Each metric's change from `before` to `after` (prediction JSONL files of one test
+    set), every item scored by `scorer` (default: the contract's)."""
     from rewards import Scorer
 
     required = ("id", "label", "output")
@@ -119,7 +120,7 @@ def paired_changes(before: str | Path, after: str | Path) -> dict[str, Change]:
     if set(first) != set(second):
         only = sorted(set(first) ^ set(second))
         raise ValueError(f"{before} and {after} do not hold the same test items ({len(only)} differ, e.g. {only[:3]})")
-    scorer = Scorer()
+    scorer = scorer or Scorer()
     pairs: dict[str, list[tuple[float, float]]] = {metric: [] for metric in METRICS}
     for item_id, row in first.items():
         was = item_metrics(row["output"], row["label"], scorer)

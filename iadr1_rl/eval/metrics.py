@@ -100,18 +100,36 @@ def item_metrics(output: str, label: dict, scorer) -> dict[str, float]:
     return values
 
 
-def reward_summary(predictions: Path) -> dict[str, float | None]:
-    """Each prediction scored once by the SC-GRPO reward: format validity and mean reward
-    over all items; location accuracy, type score and type category accuracy over the
-    anomalous ones."""
+REWARD_SUMMARY = ("mean_reward", "format_valid", "location_accuracy", "type_score", "type_category_accuracy")
+
+
+def reward_summary(predictions: str | Path, scorer=None) -> dict[str, float | None]:
+    """Each prediction scored once by `scorer` (default: the contract's): format validity
+    and mean reward over all items; location accuracy, type score and type category
+    accuracy over the anomalous ones."""
     from rewards import Scorer
 
     from .answers import prediction_rows
 
-    scorer = Scorer()
+    scorer = scorer or Scorer()
     items = [item_metrics(row["output"], row["label"], scorer) for row in prediction_rows(predictions)]
     summary: dict[str, float | None] = {}
-    for metric in ("location_accuracy", "type_score", "type_category_accuracy", "format_valid", "mean_reward"):
+    for metric in REWARD_SUMMARY:
         values = [item[metric] for item in items if metric in item]
         summary[metric] = sum(values) / len(values) if values else None
     return summary
+
+
+def evaluation_report(predictions: str | Path, fmt: str = "tags", scorer=None) -> dict:
+    """Balanced accuracy per dataset and, for IAD-R1 outputs (`tags`), the reward's view
+    of them by `scorer`, named by its preset and digest: what every evaluation writes."""
+    from rewards import Scorer
+
+    from .answers import read_predictions
+
+    scorer = scorer or Scorer()
+    report = score_predictions(read_predictions(Path(predictions), fmt))
+    if fmt == "tags":
+        report.update(reward_summary(predictions, scorer))
+    report["scorer"] = scorer.describe()
+    return report

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 from ..data.records import atomic_open, write_json
+from .metrics import REWARD_SUMMARY
 from .paper import canonical_dataset, paper_figures
 
 COLUMNS = ("balanced_accuracy", "normal_accuracy", "anomaly_accuracy", "overkill", "miss", "n", "unparsed")
@@ -28,7 +29,16 @@ def format_table(report: dict) -> str:
         for r in [header, *rows]
     ]
     notes = [f"{name}: {s['note']}" for name, s in report["datasets"].items() if s.get("note")]
-    return "\n".join(lines + notes)
+    return "\n".join(lines + notes + reward_lines(report))
+
+
+def reward_lines(report: dict) -> list[str]:
+    """The reward's view of the predictions, and which scorer gave it."""
+    if "mean_reward" not in report:
+        return []
+    scorer = report.get("scorer") or {}
+    values = "  ".join(f"{name}={_cell(report.get(name))}" for name in REWARD_SUMMARY)
+    return [f"reward ({scorer.get('preset', '?')} preset, scorer {scorer.get('digest', '?')}): {values}"]
 
 
 def write_csv(report: dict, path: Path) -> None:

@@ -236,6 +236,9 @@ def resolve_paths(config: RecipeConfig, root: str | Path) -> RecipeConfig:
     """Make relative paths absolute against `root` (a Ray job runs in a copy of the
     working dir, so outputs must not land there)."""
     root = Path(root).resolve()
+    scorer = config.grpo.scorer
+    if isinstance(scorer, str) and scorer and not Path(scorer).is_absolute():
+        config.grpo.scorer = str(root / scorer)  # a scorer config file, like every other path
     for keys in PATH_FIELDS:
         node = config
         for key in keys[:-1]:

@@ -273,3 +273,37 @@ def test_same_parts_as_the_straightforward_reading(completion, solution):
         return
     result = SCORER.score(completion, solution)
     assert (result.consistency, result.accuracy, result.location, result.type) == expected
+
+
+LABEL = {"answer": "yes", "location": "top left", "type": "scratch"}
+
+
+def W(loc="top left", typ="scratch", ans="yes", sep=""):
+    return (
+        f"<think>a thin line</think>{sep}<location>{loc}</location>{sep}<type>{typ}</type>{sep}<answer>{ans}</answer>"
+    )
+
+
+# docs/reward.md, "Where the two presets differ": (completion, label, default parts, authors parts)
+PRESET_DIFFERENCES = [
+    (W(), LABEL, (1, 1, 1, 1), (1, 1, 1, 1)),
+    (W(ans="no"), LABEL, (1, 0, 0, 0), (1, 0, 1, 1)),
+    (W(loc="somewhere"), {**LABEL, "location": "center"}, (1, 1, 0, 1), (1, 1, 1, 1)),
+    (W(loc="bright spot"), {**LABEL, "location": "right side"}, (1, 1, 0, 1), (1, 1, 1, 1)),
+    (W(loc="top left and bottom right"), LABEL, (1, 1, 0, 1), (1, 1, 1, 1)),
+    (W(typ="scratches"), LABEL, (1, 1, 1, 1), (1, 1, 1, 0.85)),
+    (W(typ="scratch, hole or stain"), LABEL, (1, 1, 1, 0), (1, 1, 1, 0.85)),
+    (W(typ="..."), LABEL, (1, 1, 1, 0), (1, 1, 1, 0.85)),
+    (W(sep=" "), LABEL, (1, 1, 1, 1), (0, 1, 1, 1)),
+    ("Sure. " + W(), LABEL, (0, 1, 1, 1), (1, 1, 1, 1)),
+    (W(ans="Yes."), LABEL, (1, 1, 1, 1), (1, 0, 1, 1)),
+    (W() + "<answer>no</answer>", LABEL, (0, 0, 0, 0), (1, 1, 1, 1)),
+    ("<think>fine</think><answer>No.</answer>", {"answer": "no"}, (1, 1, 0, 0), (1, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize(("completion", "label", "default", "authors"), PRESET_DIFFERENCES)
+def test_where_the_presets_differ(completion, label, default, authors):
+    for scorer, parts in ((Scorer(), default), (SCORER, authors)):
+        result = scorer.score(completion, label)
+        assert (result.consistency, result.accuracy, result.location, result.type) == parts

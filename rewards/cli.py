@@ -1,6 +1,7 @@
 """`iadr1-score INPUT.jsonl [-o OUT.jsonl]`: score completions offline.
 
-Each input line is `{"completion": …, "label": …}`; each output line is the input with
+Each input line is `{"completion": …, "label": …}` (a completion as text or chat messages,
+a label as a dict, JSON text or solution string); each output line is the input with
 `"reward": {…every part…}` added. Prints the mean of every part and the answer
 confusion table. A malformed line is reported with its line number and skipped, or
 stops the run with `--strict`.
@@ -41,8 +42,6 @@ def _parse_line(number: int, line: str) -> dict[str, Any]:
     for key in ("completion", "label"):
         if key not in record:
             raise ValueError(f"line {number}: missing {key!r}")
-    if not isinstance(record["completion"], str):
-        raise ValueError(f"line {number}: 'completion' must be a string")
     return record
 
 
@@ -71,7 +70,7 @@ def run(input_path: Path, output: TextIO | None, scorer: Scorer, strict: bool, p
                 try:
                     label = scorer.parse_label(record["label"])
                     result = scorer.score(record["completion"], label)
-                except ValueError as error:
+                except (ValueError, TypeError) as error:  # a bad label, or a completion that is not text
                     raise ValueError(f"line {number}: {error}") from error
             except ValueError as error:
                 if strict:

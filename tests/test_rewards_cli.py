@@ -45,6 +45,9 @@ def test_malformed_lines_are_skipped_with_their_number(tmp_path, capsys):
             "{broken",
             json.dumps({"completion": GOOD}),
             json.dumps({"completion": GOOD, "label": {"answer": "perhaps"}}),
+            json.dumps({"completion": GOOD, "label": '{"answer": ' + "[" * 5000 + "]" * 5000 + "}"}),
+            json.dumps({"completion": 7, "label": {"answer": "no"}}),
+            json.dumps({"completion": [{"role": "assistant", "content": GOOD}], "label": {"answer": "yes"}}),
         ],
     )
     assert main([str(source), "--no-progress"]) == 0
@@ -52,7 +55,9 @@ def test_malformed_lines_are_skipped_with_their_number(tmp_path, capsys):
     assert "line 2: invalid JSON" in captured.err
     assert "line 3: missing 'label'" in captured.err
     assert "line 4: label: answer must be 'yes' or 'no'" in captured.err
-    assert "skipped 3 malformed lines" in captured.out
+    assert "line 5: label: JSON nested too deeply" in captured.err  # not a RecursionError traceback
+    assert "line 6: completion: expected text" in captured.err
+    assert "scored 2 completions, skipped 5 malformed lines" in captured.out  # chat messages score
 
 
 def test_strict_fails_and_writes_nothing(tmp_path, capsys):

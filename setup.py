@@ -9,7 +9,7 @@ OpenRLHF is installed separately with --no-deps (see requirements-nodeps.txt).
 from setuptools import find_packages, setup
 
 CORE = ["regex==2026.11.15", "rapidfuzz==3.14.6", "nltk==3.10.4"]
-SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "pydantic==2.14.3"]
+SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "h11==0.16.0", "pydantic==2.14.3", "prometheus_client==0.26.0"]
 DATA = ["numpy==2.4.6", "pillow==13.0.0", "pyyaml==6.0.3", "tqdm==4.70.1", "matplotlib==3.11.2"]
 TRAIN = [
     *DATA,
@@ -55,7 +55,7 @@ setup(
     entry_points={
         "console_scripts": [
             "iadr1-score=rewards.cli:main",
-            "iadr1-reward-server=rewards.server:main",
+            "iadr1-reward-server=rewards.server.cli:main",
             "iadr1-data=iadr1_rl.data.cli:main",
             "iadr1-eval=iadr1_rl.eval.cli:main",
         ]

@@ -1,13 +1,20 @@
 """OpenRLHF reward function: `--reward.remote_url rewards/openrlhf_reward.py`.
 
 OpenRLHF loads this file by path (not as a package module) and calls
-`reward_func(queries, prompts, labels)` from worker threads. The scorer is built once
-per process; set `IADR1_SCORER_CONFIG` to a JSON/YAML scorer config (grid, weights,
-vocabulary) to change it.
+`reward_func(queries, prompts, labels)` from worker threads. It scores in-process with the
+scorer of `IADR1_SCORER_CONFIG` (the run's `scorer.json`; the contract's defaults when
+unset), built once per process.
 
-Returns OpenRLHF's dict: `rewards` (the SC-GRPO total), `scores` (total / max, in
-[0, 1]) and `extra_logs` with every part, as torch tensors when torch is importable
-(as OpenRLHF's own examples do) and plain lists otherwise.
+With `IADR1_REWARD_URL` set (`http://HOST:PORT/get_reward`) it forwards every batch to that
+reward server instead, with `Authorization: Bearer` from `IADR1_REWARD_TOKEN` or
+`IADR1_REWARD_TOKEN_FILE` (OpenRLHF's own HTTP client sends no headers, so it cannot reach
+a protected server), a timeout (`IADR1_REWARD_TIMEOUT`, 60 s) and a few attempts
+(`IADR1_REWARD_ATTEMPTS`, 3). It first checks that the server scores with this run's
+configuration. A failure is an error naming the server: never a silent default reward.
+
+Returns OpenRLHF's dict: `rewards` (the SC-GRPO total), `scores` (total / max, in [0, 1])
+and `extra_logs` with every part, as torch tensors when torch is importable (as OpenRLHF's
+own examples do) and plain lists otherwise.
 """
 
 from __future__ import annotations
@@ -20,16 +27,19 @@ from typing import Any
 
 try:
     from rewards.protocol import score_queries
+    from rewards.remote import ENV_URL, RemoteScorer
     from rewards.scorer import Scorer
 except ImportError:  # loaded by path from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from rewards.protocol import score_queries
+    from rewards.remote import ENV_URL, RemoteScorer
     from rewards.scorer import Scorer
 
 CONFIG_ENV = "IADR1_SCORER_CONFIG"
 
 _scorer: Scorer | None = None
-_lock = threading.Lock()
+_remote: RemoteScorer | None = None
+_lock = threading.RLock()  # get_remote builds the scorer while holding it
 
 
 def get_scorer() -> Scorer:
@@ -42,9 +52,25 @@ def get_scorer() -> Scorer:
     return _scorer
 
 
+def get_remote() -> RemoteScorer | None:
+    """The reward server of `$IADR1_REWARD_URL`, checked once to score as this run does."""
+    global _remote
+    if _remote is None and os.environ.get(ENV_URL):
+        with _lock:
+            if _remote is None:
+                remote = RemoteScorer.from_env(os.environ)
+                remote.check(get_scorer().digest)
+                _remote = remote
+    return _remote
+
+
 def reward_func(queries: list[str], prompts: list[str], labels: list[Any], **kwargs: Any) -> dict[str, Any]:
     """OpenRLHF's entry point. Labels may be dicts, JSON strings or solution strings."""
-    result = score_queries(get_scorer(), list(queries), list(prompts), list(labels))
+    remote = get_remote()
+    if remote is not None:
+        result = remote.score_queries(queries, prompts, labels)
+    else:
+        result = score_queries(get_scorer(), list(queries), list(prompts), list(labels))
     try:
         import torch
     except ImportError:

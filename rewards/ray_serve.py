@@ -19,7 +19,7 @@ import os
 
 from ray import serve
 
-from .server import app_from_env
+from .server.app import app_from_env
 
 
 @serve.ingress(app_from_env)

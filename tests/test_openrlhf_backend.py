@@ -151,10 +151,10 @@ def test_the_scorer_config_reaches_every_actor(config_for, tmp_path):
 def test_a_reward_server_must_score_with_the_run_s_config(config_for, start_server, tmp_path):
     server = start_server("--config", str(write_scorer(tmp_path / "server.json", {"weights": {"type": 2}})))
     url = server.url + "/get_reward"
-    with pytest.raises(ValueError, match="start the server with --config"):
+    with pytest.raises(RuntimeError, match="start the server with --config"):
         backend.check_reward_server(url, Scorer())
     backend.check_reward_server(url, Scorer.from_config({"weights": {"type": 2}}))
-    with pytest.raises(RuntimeError, match="does not answer"):
+    with pytest.raises(RuntimeError, match="did not answer"):
         backend.check_reward_server("http://127.0.0.1:9/get_reward", Scorer(), timeout=2)
 
 

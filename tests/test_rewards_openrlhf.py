@@ -66,3 +66,58 @@ def test_scorer_config_from_environment(monkeypatch, tmp_path):
     spec.loader.exec_module(module)
     result = module.reward_func([RESPONSE], [""], [LABEL])
     assert result["rewards"].tolist() == [6.0]
+
+
+def load_reward_file(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REWARD_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_forwarding_to_a_token_protected_server(start_server, monkeypatch, tmp_path, openrlhf_execute):
+    """OpenRLHF's own HTTP client sends no headers; the reward file carries the token."""
+    server = start_server(env={"IADR1_REWARD_TOKEN": "s3cret"})
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    monkeypatch.setenv("IADR1_REWARD_URL", server.url + "/get_reward")
+    monkeypatch.setenv("IADR1_REWARD_TOKEN_FILE", str(token))
+    monkeypatch.delenv("IADR1_REWARD_TOKEN", raising=False)
+    module = load_reward_file("reward_file_forwarding")
+    prompt = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Q<|im_end|>\n<|im_start|>assistant\n"
+    query = prompt.replace("<|image_pad|>", "<|image_pad|>" * 9) + RESPONSE + "<|im_end|>"
+    result = module.reward_func([query, query], [prompt, prompt], [LABEL, {"answer": "no"}])
+    assert result["rewards"].tolist() == [4.0, 0.0]
+    assert "iadr1_reward_completions_scored_total 2.0" in __import__("httpx").get(server.url + "/metrics").text
+    output, _ = openrlhf_execute(str(REWARD_FILE), LABEL, RESPONSE + "<|im_end|>")  # through OpenRLHF's executor
+    assert float(output["reward"][0]) == 4.0
+
+
+@pytest.mark.parametrize(
+    ("server_args", "environment", "words"),
+    [
+        ((), {"IADR1_REWARD_TOKEN": "wrong"}, "HTTP 401: missing or wrong bearer token"),
+        (("--config", "SCORER"), {"IADR1_REWARD_TOKEN": "s3cret"}, "start the server with --config"),
+        (None, {}, "did not answer"),
+    ],
+    ids=["wrong token", "another scorer", "no server"],
+)
+def test_forwarding_fails_loudly(start_server, monkeypatch, tmp_path, server_args, environment, words):
+    from rewards.remote import RemoteRewardError
+
+    scorer = tmp_path / "scorer.json"
+    scorer.write_text(json.dumps({"weights": {"type": 2}}))
+    if server_args is None:
+        url = "http://127.0.0.1:9/get_reward"
+    else:
+        args = [str(scorer) if a == "SCORER" else a for a in server_args]
+        url = start_server(*args, env={"IADR1_REWARD_TOKEN": "s3cret"}).url + "/get_reward"
+    monkeypatch.setenv("IADR1_REWARD_URL", url)
+    monkeypatch.setenv("IADR1_REWARD_ATTEMPTS", "1")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    module = load_reward_file("reward_file_failing")
+    with pytest.raises(RemoteRewardError, match=words):
+        module.reward_func([RESPONSE], [""], [LABEL])  # never a silent default reward

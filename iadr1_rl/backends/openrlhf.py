@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rewards import Scorer
+from rewards.remote import RemoteScorer
 
 from ..data.converters import to_openrlhf
 from ..data.records import load_records, write_jsonl
@@ -64,22 +65,8 @@ def job_environment(extra: Mapping[str, str], base: Mapping[str, str]) -> dict[s
 
 
 def check_reward_server(url: str, scorer: Scorer, timeout: float = 10.0) -> None:
-    """A reward server must score with this run's configuration: compare its `/health` digest."""
-    import urllib.error
-    import urllib.request
-
-    health = url.rsplit("/", 1)[0] + "/health"
-    try:
-        with urllib.request.urlopen(health, timeout=timeout) as reply:
-            served = json.load(reply).get("scorer") or {}
-    except (OSError, ValueError, urllib.error.URLError) as error:
-        raise RuntimeError(f"the reward server at {url} does not answer {health} ({error}); start it first") from error
-    if served.get("digest") != scorer.digest:
-        raise ValueError(
-            f"the reward server at {url} scores with scorer {served.get('digest')} ({served.get('preset')} preset) "
-            f"but this run's is {scorer.digest} ({scorer.preset}): start the server with --config pointing at "
-            f"the run's {SCORER_FILE}"
-        )
+    """A reward server must score with this run's configuration (its `/health` digest)."""
+    RemoteScorer(url, timeout=timeout, attempts=1).check(scorer.digest)
 
 
 def export_prompts(config: RecipeConfig, out_dir: Path) -> Path:

@@ -1,12 +1,14 @@
 """Throughput and latency of the reward server under concurrent clients (loopback only).
 
-Starts `iadr1-reward-server` on a free 127.0.0.1 port, then drives it with concurrent
-clients in two shapes: one GRPO group (16 completions) per request, and one completion
-per request (what OpenRLHF sends). Prints completions/s, p50/p99 latency and the ratio
-of served throughput to in-process `score_batch` throughput measured in this run.
-Request loops are bounded in count and time.
+Starts `iadr1-reward-server` on a free 127.0.0.1 port with 1, then 2 workers, and drives
+it with concurrent aiohttp clients (OpenRLHF's own HTTP client library) in two shapes:
+one completion per request (OpenRLHF's real calling pattern: its vLLM engines send one
+sample at a time) and a GRPO group of 16 per request. Prints completions/s, p50/p99
+latency and the ratio of served throughput to in-process scoring of the same queries
+(`protocol.score_queries`), measured in this run. Request loops are bounded in count
+and time.
 
-    python benchmarks/bench_server.py [--requests 400] [--concurrency 16] [--workers 1]
+    python benchmarks/bench_server.py [--requests 2000] [--concurrency 32]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.corpus import rollout_corpus  # noqa: E402
+from benchmarks.corpus import distinct_labels, rollout_corpus  # noqa: E402
 from iadr1_rl.train.distributed import free_port  # noqa: E402
 from rewards import Scorer  # noqa: E402
 
@@ -87,43 +89,53 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
 
+def in_process_rate(queries: list[str], labels: list[dict]) -> float:
+    """Completions per second scoring the same queries in this process (no HTTP, no JSON)."""
+    from rewards.protocol import score_queries
+
+    scorer = Scorer()
+    start = time.perf_counter()
+    score_queries(scorer, queries, [PROMPT] * len(queries), labels)
+    return len(queries) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="requests per shape")
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per shape at most")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per shape at most")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--time-limit", type=float, default=30.0, help="seconds per shape at most")
     args = parser.parse_args()
 
     completions, labels = rollout_corpus(args.requests * 16, seed=0, group_size=16)
-    scorer = Scorer()
-    start = time.perf_counter()
-    scorer.score_batch(completions, labels)
-    in_process = len(completions) / (time.perf_counter() - start)
-    print(f"in-process score_batch: {in_process:,.0f} completions/s")
-
-    groups = [
-        {"query": [query(c) for c in completions[i : i + 16]], "prompts": [PROMPT] * 16, "labels": labels[i : i + 16]}
-        for i in range(0, len(completions), 16)
-    ][: args.requests]
-    singles = [{"query": [query(c)], "prompts": [PROMPT], "labels": [lab]} for c, lab in zip(completions, labels)][
-        : args.requests
-    ]
-
-    process, url = start_server(args.workers)
-    try:
-        print(f"server: {args.workers} worker(s), {args.concurrency} concurrent clients, loopback")
-        for name, bodies in (("group of 16 per request", groups), ("1 completion per request", singles)):
-            elapsed, latencies, sent = asyncio.run(drive(url, bodies, args.concurrency, args.time_limit))
-            rate = sent / elapsed
-            print(
-                f"{name:>26}: {rate:9,.0f} completions/s  {len(latencies) / elapsed:7,.0f} requests/s  "
-                f"p50 {percentile(latencies, 50) * 1000:6.1f} ms  p99 {percentile(latencies, 99) * 1000:6.1f} ms  "
-                f"served/in-process {rate / in_process:.3f}"
-            )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    queries = [query(c) for c in completions]
+    decoded = distinct_labels(labels, as_text=False)  # an HTTP body decodes a new dict per item
+    in_process = in_process_rate(queries, decoded)
+    print(f"in-process score_queries: {in_process:,.0f} completions/s; {args.concurrency} concurrent clients, loopback")
+    shapes = {
+        1: [{"query": [q], "prompts": [PROMPT], "labels": [lab]} for q, lab in zip(queries, decoded)],
+        16: [
+            {"query": queries[i : i + 16], "prompts": [PROMPT] * 16, "labels": decoded[i : i + 16]}
+            for i in range(0, len(queries), 16)
+        ],
+    }
+    columns = ("workers", "batch", "completions/s", "requests/s", "p50 ms", "p99 ms", "/ in-process")
+    print(" ".join(f"{c:>{w}}" for c, w in zip(columns, (7, 5, 14, 11, 7, 7, 13))))
+    for workers in (1, 2):
+        process, url = start_server(workers)
+        try:
+            for batch, bodies in shapes.items():
+                elapsed, latencies, sent = asyncio.run(
+                    drive(url, bodies[: args.requests], args.concurrency, args.time_limit)
+                )
+                rate = sent / elapsed
+                print(
+                    f"{workers:>7} {batch:>5} {rate:>14,.0f} {len(latencies) / elapsed:>11,.0f} "
+                    f"{percentile(latencies, 50) * 1000:>7.1f} {percentile(latencies, 99) * 1000:>7.1f} "
+                    f"{rate / in_process:>13.3f}"
+                )
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 if __name__ == "__main__":

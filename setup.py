@@ -29,6 +29,9 @@ OPENRLHF_CPU = [
     "einops==0.8.2",
     "datasets==5.2.0",
 ]
+# TRL's GRPOTrainer with our reward functions (rewards/integrations/trl.py); `datasets`
+# (in openrlhf-cpu) also writes `iadr1-data export --to hf|verl`.
+TRL = ["trl==1.16.0", "accelerate==1.15.0"]
 # Data-parallel PA-SFT (sft.strategy: deepspeed); the version OpenRLHF 0.11.2 pins. Runs on
 # CPU too (gloo), which is how the tests check it.
 DEEPSPEED = ["deepspeed==0.19.6"]
@@ -48,9 +51,10 @@ setup(
         "data": DATA,
         "train": TRAIN,
         "openrlhf-cpu": OPENRLHF_CPU,
+        "trl": TRL,
         "deepspeed": DEEPSPEED,
         "test": TEST,
-        "all": SERVER + TRAIN + OPENRLHF_CPU + DEEPSPEED + TEST,
+        "all": SERVER + TRAIN + OPENRLHF_CPU + TRL + DEEPSPEED + TEST,
     },
     entry_points={
         "console_scripts": [

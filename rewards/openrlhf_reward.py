@@ -26,30 +26,24 @@ from pathlib import Path
 from typing import Any
 
 try:
+    from rewards.integrations.common import scorer_for
     from rewards.protocol import score_queries
     from rewards.remote import ENV_URL, RemoteScorer
     from rewards.scorer import Scorer
 except ImportError:  # loaded by path from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from rewards.integrations.common import scorer_for
     from rewards.protocol import score_queries
     from rewards.remote import ENV_URL, RemoteScorer
     from rewards.scorer import Scorer
 
-CONFIG_ENV = "IADR1_SCORER_CONFIG"
-
-_scorer: Scorer | None = None
 _remote: RemoteScorer | None = None
-_lock = threading.RLock()  # get_remote builds the scorer while holding it
+_lock = threading.Lock()
 
 
 def get_scorer() -> Scorer:
-    """The process-wide scorer, built on first use from `$IADR1_SCORER_CONFIG`."""
-    global _scorer
-    if _scorer is None:
-        with _lock:
-            if _scorer is None:
-                _scorer = Scorer.from_config(os.environ.get(CONFIG_ENV) or None)
-    return _scorer
+    """The process-wide scorer of `$IADR1_SCORER_CONFIG`, built on first use."""
+    return scorer_for()
 
 
 def get_remote() -> RemoteScorer | None:

@@ -19,8 +19,10 @@ from .converters import (
     from_mvtec,
     from_sharegpt,
     to_authors_grpo,
+    to_hf_columns,
     to_openrlhf,
     to_sharegpt,
+    to_verl,
 )
 from .defect_types import load_type_map
 from .records import iter_records, write_json, write_jsonl, write_records
@@ -80,16 +82,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if args.target == "openrlhf":
         count = write_jsonl(to_openrlhf(records, args.prompt), out)
-    elif args.target == "authors-grpo":
-        rows = to_authors_grpo(records, out.resolve().parent)
-        write_json(rows, out)
-        count = len(rows)
+    elif args.target == "verl":
+        count = write_parquet(to_verl(records, args.prompt, args.split), out)
+    elif args.target == "hf":
+        count = write_hf_dataset(to_hf_columns(records, args.prompt), out)
     else:
-        rows = to_sharegpt(records, out.resolve().parent)
+        base = out.resolve().parent
+        rows = to_authors_grpo(records, base) if args.target == "authors-grpo" else to_sharegpt(records, base)
         write_json(rows, out)
         count = len(rows)
     print(f"wrote {count} rows to {out}")
     return 0
+
+
+def write_parquet(rows: list[dict], path: Path) -> int:
+    """Rows as a parquet file (pyarrow), written beside the target and renamed when whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows), temp)
+    temp.replace(path)
+    return len(rows)
+
+
+def write_hf_dataset(columns: dict[str, list], folder: Path) -> int:
+    """A Hugging Face `datasets` folder (`load_from_disk`), images as an `Image` feature."""
+    from datasets import Dataset, Image, Sequence
+
+    dataset = Dataset.from_dict(columns).cast_column("images", Sequence(Image()))
+    dataset.save_to_disk(str(folder))
+    return len(dataset)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -140,10 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(func=cmd_convert)
 
     export = sub.add_parser("export", help="export records for a trainer")
-    export.add_argument("--to", dest="target", required=True, choices=("openrlhf", "authors-grpo", "sharegpt"))
+    export.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        choices=("openrlhf", "verl", "hf", "authors-grpo", "sharegpt"),
+        help="openrlhf: JSONL prompts; verl: parquet; hf: a Hugging Face datasets folder (TRL, EasyR1); "
+        "authors-grpo / sharegpt: the authors' SC-GRPO and PA-SFT JSON",
+    )
     export.add_argument("input", type=Path)
     export.add_argument("output", type=Path)
-    export.add_argument("--prompt", default="train", help="prompt family for openrlhf (train, iad_r1, …)")
+    export.add_argument("--prompt", default="train", help="prompt family (train, iad_r1, …)")
+    export.add_argument("--split", default="train", help="split name written into verl's extra_info")
     export.set_defaults(func=cmd_export)
 
     validate = sub.add_parser("validate", help="check a records file and report every problem")

@@ -2,8 +2,10 @@
 
 In: MVTec-AD folder layout (also MPDD, and VisA split into that layout), the MMAD
 question files the authors evaluate with, the authors' SC-GRPO JSON and LLaMA-Factory
-sharegpt. Out: the authors' two training formats and OpenRLHF's VLM prompt dataset.
-Converting never needs the images to exist (`iadr1-data validate` checks them).
+sharegpt. Out: the authors' two training formats, OpenRLHF's VLM prompt dataset, verl's
+parquet and a Hugging Face `datasets` folder (TRL, EasyR1). Converting never needs the
+images to exist (`iadr1-data validate` checks them); the verl and Hugging Face exports
+embed them, so they need them.
 """
 
 from __future__ import annotations
@@ -287,3 +289,47 @@ def to_openrlhf(records: Iterable[Record], prompt_family: str = "train") -> list
             }
         )
     return rows
+
+
+# -------------------------------------------------------------------- verl, HF datasets
+def _image_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _placeholder_text(record: Record, prompt_family: str) -> str:
+    """The prompt as one text with an `<image>` where each image goes (verl, EasyR1)."""
+    return prompt_text(prompt_family, len(record.images) - 1, record.question).replace("{image}", "<image>")
+
+
+def to_verl(records: Iterable[Record], prompt_family: str = "train", split: str = "train") -> list[dict[str, Any]]:
+    """verl's RL dataset rows: `data_source`, `prompt` (chat messages, `<image>` where each
+    image goes), `images` (the image bytes, embedded), `ability`, `reward_model` (the label
+    as JSON text in `ground_truth`, which `rewards/integrations/verl.py` reads) and
+    `extra_info` (id, split, index)."""
+    return [
+        {
+            "data_source": r.dataset,
+            "prompt": [{"role": "user", "content": _placeholder_text(r, prompt_family)}],
+            "images": [{"bytes": _image_bytes(p)} for p in r.images],
+            "ability": "industrial_anomaly_detection",
+            "reward_model": {"style": "rule", "ground_truth": json.dumps(r.label, ensure_ascii=False)},
+            "extra_info": {"id": r.id, "split": split, "index": index},
+        }
+        for index, r in enumerate(records)
+    ]
+
+
+def to_hf_columns(records: Iterable[Record], prompt_family: str = "train") -> dict[str, list[Any]]:
+    """Columns of a Hugging Face dataset: `id`, `prompt` (chat messages with image items, as
+    TRL takes them), `problem` (the same as one text with `<image>`, as EasyR1 takes it),
+    `images` (embedded, for an `Image` feature: the folder stands alone), `label` (JSON text)
+    and `response`."""
+    columns: dict[str, list[Any]] = {key: [] for key in ("id", "prompt", "problem", "images", "label", "response")}
+    for r in records:
+        columns["id"].append(r.id)
+        columns["prompt"].append(build_messages(prompt_text(prompt_family, len(r.images) - 1, r.question)))
+        columns["problem"].append(_placeholder_text(r, prompt_family))
+        columns["images"].append([{"bytes": _image_bytes(p), "path": Path(p).name} for p in r.images])
+        columns["label"].append(json.dumps(r.label, ensure_ascii=False))
+        columns["response"].append(r.response or "")
+    return columns

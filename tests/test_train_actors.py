@@ -6,6 +6,7 @@ import torch
 
 from iadr1_rl.actors import PolicyActor, ReferenceActor, RolloutActor
 from iadr1_rl.data.records import load_records
+from iadr1_rl.models.encoding import encode_prompts, generation_batch
 from iadr1_rl.models.generation import SamplingConfig
 from iadr1_rl.train.sequences import Sample, target_ids
 
@@ -41,19 +42,25 @@ def test_loss_decreases_on_a_repeated_batch(tiny_model_dir, records):
 
 def test_rollouts_are_groups_and_seeded(tiny_model_dir, records):
     rollout = RolloutActor(str(tiny_model_dir))
+    prompts = encode_prompts(rollout.processor, records[:3], "train")
     sampling = SamplingConfig(max_new_tokens=6, do_sample=True)
-    first = rollout.generate(records[:3], 4, sampling, seed=7)
-    again = rollout.generate(records[:3], 4, sampling, seed=7)
-    assert [r.prompt_index for r in first] == [0] * 4 + [1] * 4 + [2] * 4
-    assert all(len(r.token_ids) <= 6 for r in first)
-    assert [r.token_ids for r in first] == [r.token_ids for r in again]  # resumable sampling
+    first = rollout.generate(prompts, 4, sampling, seed=7)
+    again = rollout.generate(prompts, 4, sampling, seed=7)
+    assert [len(group) for group in first] == [4, 4, 4]  # one group of G per prompt, in order
+    assert all(len(r.token_ids) <= 6 for group in first for r in group)
+    assert [[r.token_ids for r in g] for g in first] == [[r.token_ids for r in g] for g in again]  # resumable
+
+
+def samples_of(actor, chosen):
+    tokenizer = actor.processor.tokenizer
+    prompts = encode_prompts(actor.processor, chosen, "train")
+    return [Sample(p, target_ids(tokenizer, r.response)) for p, r in zip(prompts, chosen)]
 
 
 def test_grpo_step_and_reference_logprobs(tiny_model_dir, records):
     policy = PolicyActor(str(tiny_model_dir), lr=1e-3, total_steps=10)
     reference = ReferenceActor(str(tiny_model_dir))
-    tokenizer = policy.processor.tokenizer
-    samples = [Sample(r, target_ids(tokenizer, r.response)) for r in records[:4]]
+    samples = samples_of(policy, records[:4])
     ref = reference.response_logprobs(samples)
     own = policy.response_logprobs(samples)
     assert [len(x) for x in ref] == [len(s.response_ids) for s in samples]
@@ -63,3 +70,39 @@ def test_grpo_step_and_reference_logprobs(tiny_model_dir, records):
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-6) and metrics["ratio"] == pytest.approx(1.0)
     assert flat(policy.response_logprobs(samples)) != pytest.approx(flat(own), abs=1e-5)  # the update moved it
     assert not any(p.requires_grad for p in reference.model.parameters())
+
+
+@pytest.mark.parametrize("temperature", [0.6, 1.7])
+def test_logprobs_are_those_of_the_sampling_policy(tiny_model_dir, records, temperature):
+    """The importance ratio of the first update compares the policy with the one that
+    sampled: at temperature T ≠ 1 both must be taken at T (as HF `generate` samples and
+    OpenRLHF computes them), or the ratio and the KL are those of another policy."""
+    policy = PolicyActor(str(tiny_model_dir), lr=1e-3, total_steps=10)
+    prompts = encode_prompts(policy.processor, records[:3], "train")
+    tokenizer = policy.processor.tokenizer
+    inputs = generation_batch(prompts, tokenizer.pad_token_id or 0)
+    torch.manual_seed(0)
+    out = policy.model.generate(
+        **inputs,
+        **SamplingConfig(8, do_sample=True, temperature=temperature).generate_kwargs(),
+        output_scores=True,
+        return_dict_in_generate=True,
+        pad_token_id=tokenizer.pad_token_id,
+        suppress_tokens=policy.suppressed,  # as the rollout workers generate
+    )
+    new = out.sequences[:, inputs["input_ids"].shape[1] :]
+    # What the sampler drew from: HF's processed scores (logits / T), normalised.
+    drawn = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], 1).gather(-1, new[..., None])[..., 0]
+    eos = policy.model.generation_config.eos_token_id
+    kept = [next((i + 1 for i, t in enumerate(row.tolist()) if t == eos), len(row)) for row in new]  # to the end
+    samples = [Sample(p, row[:n].tolist()) for p, row, n in zip(prompts, new, kept)]
+    sampled = torch.cat([row[:n] for row, n in zip(drawn, kept)])
+    at_t = torch.tensor([x for row in policy.response_logprobs(samples, temperature) for x in row])
+    at_one = torch.tensor([x for row in policy.response_logprobs(samples) for x in row])
+    assert torch.exp(at_t - sampled).mean().item() == pytest.approx(1.0, abs=1e-4)  # the ratio is 1
+    assert torch.allclose(at_t, sampled, atol=1e-4)
+    assert not torch.allclose(at_one, sampled, atol=1e-2)  # at T = 1 it would not be
+    # The PPO step takes its log-probs at T too: with the sampler's as old, its ratio is 1.
+    old = [row[:n].tolist() for row, n in zip(drawn, kept)]
+    metrics = policy.grpo_step(samples, [1.0, -1.0, 0.5], old, old, 0.2, 0.04, temperature)
+    assert metrics["ratio"] == pytest.approx(1.0, abs=1e-4) and metrics["clip_fraction"] == 0.0

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data.records import Record
+from ..models.encoding import encode_prompts
 from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
 from ..train.engine import OptimizerSettings, TrainEngine, build_engine
 from ..train.losses import grpo_loss, masked_mean, sft_loss
@@ -58,7 +59,8 @@ class PolicyActor(ModelActor):
         `loss` and `tokens` are this rank's."""
         self.model.train()
         tokenizer = self.processor.tokenizer
-        samples = [Sample(r, target_ids(tokenizer, r.response)) for r in records]
+        prompts = encode_prompts(self.processor, records, self.family)
+        samples = [Sample(p, target_ids(tokenizer, r.response)) for p, r in zip(prompts, records)]
         size = -(-len(samples) // max(1, micro_batches))
         parts = [samples[i : i + size] for i in range(0, len(samples), size)]
         self.engine.check_micro_batches(len(parts))
@@ -85,8 +87,11 @@ class PolicyActor(ModelActor):
         ref_logprobs: Sequence[list[float]],
         clip: float,
         beta: float,
+        temperature: float = 1.0,
     ) -> dict[str, float]:
-        """One optimiser step of the PPO-clipped objective with the k3 KL penalty.
+        """One optimiser step of the PPO-clipped objective with the k3 KL penalty, every
+        log-prob at the rollouts' sampling `temperature` (as `old_logprobs` and
+        `ref_logprobs` were computed).
 
         `old_logprobs` None means on-policy (one update per rollout batch): the sampling
         policy is the current one, so its log-probs are the current ones, detached.
@@ -94,7 +99,7 @@ class PolicyActor(ModelActor):
         self.model.train()
         batch = self.batch(samples)
         mask = batch["response_mask"][:, 1:]
-        logprobs = token_logprobs(self.engine.module, batch)
+        logprobs = token_logprobs(self.engine.module, batch, temperature, self.suppressed)
         old = logprobs.detach().clone() if old_logprobs is None else _scatter(old_logprobs, mask, logprobs)
         ref = _scatter(ref_logprobs, mask, logprobs)
         advantage = torch.tensor(list(advantages), dtype=logprobs.dtype, device=logprobs.device)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..data.converters import from_mmad
-from ..data.records import Record, iter_records
+from ..data.records import Record, iter_records, shape_for_shots
 from ..models.generation import SamplingConfig, generate_texts
 
 logger = logging.getLogger(__name__)
@@ -27,15 +27,7 @@ def load_test_set(data: str | Path, shots: int, image_root: str | Path | None = 
     if data.suffix == ".json":
         records = list(from_mmad(data, image_root, shots))
     else:
-        records = list(iter_records(data))
-        if shots == 1:
-            lacking = [r.id for r in records if len(r.images) < 2]
-            if lacking:
-                example = lacking[0]
-                raise ValueError(f"1-shot needs a reference image; {len(lacking)} records have none (e.g. {example})")
-        else:
-            for record in records:
-                record.images = record.images[-1:]
+        records = shape_for_shots(list(iter_records(data)), shots, data)
     missing = [p for r in records for p in r.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} images not found, e.g. {missing[0]}")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.records import Record
-from ..models.generation import SamplingConfig, load_images, record_prompt
+from ..models.encoding import load_images, record_prompt
+from ..models.generation import SamplingConfig
 
 
 def require_vllm() -> None:

@@ -1,12 +1,12 @@
-"""Batched prompting and generation shared by evaluation and rollout workers."""
+"""Batched generation shared by evaluation and rollout workers."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..data.prompts import build_messages, prompt_text
 from ..data.records import Record
+from .encoding import encode_prompts, generation_batch
 
 
 @dataclass(frozen=True)
@@ -17,43 +17,43 @@ class SamplingConfig:
     top_p: float = 1.0
     num_return_sequences: int = 1
 
-
-def record_prompt(processor, record: Record, family: str) -> str:
-    """The chat-templated prompt of a record (0-shot or 1-shot by its image count)."""
-    text = prompt_text(family, len(record.images) - 1, record.question)
-    return processor.apply_chat_template(build_messages(text), add_generation_prompt=True, tokenize=False)
-
-
-def load_images(record: Record):
-    from PIL import Image
-
-    images = []
-    for path in record.images:
-        with Image.open(path) as image:
-            images.append(image.convert("RGB"))
-    return images
+    def generate_kwargs(self) -> dict:
+        """`generate` arguments: sampling settings only when sampling (greedy ignores them)."""
+        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        if self.do_sample:
+            # top_k 0: no top-k cut. HF samples from the 50 likeliest tokens unless told so,
+            # which is not the policy the config names (nor what OpenRLHF's vLLM samples).
+            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
+        if self.num_return_sequences > 1:
+            kwargs["num_return_sequences"] = self.num_return_sequences
+        return kwargs
 
 
-def encode_prompts(processor, records: Sequence[Record], family: str):
-    """Processor inputs for a batch (left-padded for generation)."""
-    processor.tokenizer.padding_side = "left"
-    texts = [record_prompt(processor, r, family) for r in records]
-    images = [image for r in records for image in load_images(r)]
-    return processor(text=texts, images=images, return_tensors="pt", padding=True)
+def vision_token_ids(model) -> list[int]:
+    """The image and video placeholder ids: never to be generated (a sampled one would not
+    match the image features of the next forward pass; TRL suppresses them too)."""
+    config = model.config
+    return [
+        i for i in (getattr(config, "image_token_id", None), getattr(config, "video_token_id", None)) if i is not None
+    ]
+
+
+def generate_token_ids(model, processor, prompts, sampling: SamplingConfig) -> list[list[int]]:
+    """New token ids of each completion (`num_return_sequences` per prompt, in order),
+    padding included; `prompts` are `EncodedPrompt`s."""
+    import torch
+
+    tokenizer = processor.tokenizer
+    inputs = {k: v.to(model.device) for k, v in generation_batch(prompts, tokenizer.pad_token_id or 0).items()}
+    kwargs = {**sampling.generate_kwargs(), "pad_token_id": tokenizer.pad_token_id}
+    if vision_token_ids(model):
+        kwargs["suppress_tokens"] = vision_token_ids(model)
+    with torch.no_grad():
+        output = model.generate(**inputs, **kwargs)
+    return output[:, inputs["input_ids"].shape[1] :].tolist()
 
 
 def generate_texts(model, processor, records: Sequence[Record], family: str, sampling: SamplingConfig) -> list[str]:
     """Completions for each record (`num_return_sequences` per record, in order)."""
-    import torch
-
-    inputs = encode_prompts(processor, records, family).to(model.device)
-    kwargs = {"max_new_tokens": sampling.max_new_tokens, "do_sample": sampling.do_sample}
-    if sampling.do_sample:
-        kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
-    if sampling.num_return_sequences > 1:
-        kwargs["num_return_sequences"] = sampling.num_return_sequences
-    tokenizer = processor.tokenizer
-    with torch.no_grad():
-        output = model.generate(**inputs, **kwargs, pad_token_id=tokenizer.pad_token_id)
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    new_tokens = generate_token_ids(model, processor, encode_prompts(processor, records, family), sampling)
+    return processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--config: {error}")
     if args.output is None:
         return run(args.input, None, scorer, args.strict, not args.no_progress)
-    # Write beside the target and rename: a failed run never leaves half a file.
+    # Write beside the target and rename: a failed run never leaves half a file. os.open
+    # with 0o666 lets the umask decide the permissions (mkstemp would make them 0600).
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=args.output.parent, prefix=f".{args.output.name}.")
+    temp = str(args.output.parent / f".{args.output.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
             code = run(args.input, out, scorer, args.strict, not args.no_progress)

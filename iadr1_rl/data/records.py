@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -151,6 +151,20 @@ def load_records(path: str | Path, progress: bool = False) -> list[Record]:
     return list(iter_records(path, progress=progress))
 
 
+def shape_for_shots(records: list[Record], shots: int, source: str | Path) -> list[Record]:
+    """The one rule for every consumer (training, export, evaluation): 0-shot uses the
+    query image (the last) only; 1-shot needs its normal reference first."""
+    if shots == 1:
+        lacking = [r.id for r in records if len(r.images) < 2]
+        if lacking:
+            count = len(lacking)
+            raise ValueError(f"{source}: 1-shot needs a reference image; {count} records have none (e.g. {lacking[0]})")
+    else:
+        for record in records:
+            record.images = record.images[-1:]
+    return records
+
+
 def write_records(records: Iterable[Record], path: str | Path) -> int:
     """Write records atomically (temporary file, then rename); paths relative to the file."""
     path = Path(path)
@@ -159,19 +173,34 @@ def write_records(records: Iterable[Record], path: str | Path) -> int:
     return write_jsonl((r.to_json(base) for r in records), path)
 
 
+def fsync_path(path: str | Path) -> None:
+    """Flush a file or a folder's entries to disk (a rename is durable once its folder is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_open(path: str | Path) -> Iterator[TextIO]:
-    """A text file that appears at `path` only once fully written (temp file + rename)."""
+    """A text file that appears at `path` only once fully written and on disk (temporary
+    file, fsync, rename), with the permissions the umask gives any new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # os.open with mode 0o666 lets the umask decide, unlike mkstemp's fixed 0600.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             yield out
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(temp, path)
+        fsync_path(path.parent)
     finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+        if temp.exists():
+            temp.unlink()
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> int:

@@ -1,186 +1,246 @@
 """One config for both recipes: YAML files in `recipes/configs/`, overridable from the
-command line (`grpo.lr=1e-5 resources.rollout.num_gpus=1`), saved resolved beside the run.
+command line (`grpo.lr=1e-5 resources.rollout.num_gpus=1`), validated by pydantic and
+saved resolved beside the run.
+
+Every value is checked where it is read: integers refuse 4.5, ranges are enforced (a
+group of at least 2, positive temperatures and learning rates, …), and an unknown key is
+refused naming the nearest valid one. What each backend does with each key is in
+`iadr1_rl/backends/keys.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
+import hashlib
 import json
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..data.prompts import PROMPT_FAMILIES
+
+PromptFamily = Literal[PROMPT_FAMILIES]  # type: ignore[valid-type]
 
 
-@dataclass
-class ModelConfig:
-    path: str = ""  # the initial model (PA-SFT starts here)
-    dtype: str = "float32"  # bfloat16 on GPUs, as the paper
-    max_pixels: int | None = None  # the paper: 480000
+class Section(BaseModel):
+    """A config section: unknown keys are refused, every value is validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    path: str = Field("", description="the initial model (PA-SFT starts here)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="bfloat16 on GPUs, as the paper")
+    max_pixels: int | None = Field(None, gt=0, description="the paper: 480000")
     gradient_checkpointing: bool = False
 
 
-@dataclass
-class DataConfig:
+class DataConfig(Section):
     train: str = ""
-    grpo_train: str = ""  # SC-GRPO's prompts when they differ from PA-SFT's (default: train)
+    grpo_train: str = Field("", description="SC-GRPO's prompts when they differ from PA-SFT's (default: train)")
     eval: str = ""
-    prompt: str = "train"  # prompt family for training (Table 8)
-    eval_prompt: str = "train"
-    shots: int = 0
+    prompt: PromptFamily = Field("train", description="prompt family for training (Table 8)")
+    eval_prompt: PromptFamily = "train"
+    shots: Literal[0, 1] = Field(0, description="0: the query image only; 1: a normal reference first")
 
 
-@dataclass
-class SFTConfig:
+class SFTConfig(Section):
     output: str = ""
-    epochs: float = 2.0
-    batch_size: int = 32
-    gradient_accumulation: int = 1
-    lr: float = 1e-5
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    lora: bool = False  # the paper found full-parameter fine-tuning better
+    epochs: float = Field(2.0, gt=0)
+    batch_size: int = Field(32, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    lr: float = Field(1e-5, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    lora: bool = Field(False, description="refused: the paper found full-parameter fine-tuning better")
     # Data-parallel PA-SFT on the local backend: `world_size` policy ranks, each with
     # resources.policy; "ddp" (torch) or "deepspeed" (ZeRO `zero_stage`), or "none".
-    strategy: str = "none"
-    world_size: int = 1
-    zero_stage: int = 2
+    strategy: Literal["none", "ddp", "deepspeed"] = "none"
+    world_size: int = Field(1, ge=1)
+    zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
 
+    @model_validator(mode="after")
+    def _ranks_need_a_strategy(self) -> SFTConfig:
+        if self.strategy == "none" and self.world_size > 1:
+            raise ValueError(
+                f"world_size {self.world_size} needs strategy ddp or deepspeed (strategy none trains on one rank)"
+            )
+        return self
 
-@dataclass
-class GRPOConfig:
+
+class GRPOConfig(Section):
     output: str = ""
-    init: str = ""  # the PA-SFT checkpoint
-    steps: int = 100
-    prompts_per_step: int = 8
-    group_size: int = 4
-    ppo_epochs: int = 1
-    mini_batches: int = 1
-    lr: float = 1e-6
-    warmup_ratio: float = 0.0
-    clip: float = 0.2
-    beta: float = 0.04
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 512
+    init: str = Field("", description="the PA-SFT checkpoint")
+    steps: int = Field(100, ge=1, description="rollout steps, each prompts_per_step prompts × group_size")
+    prompts_per_step: int = Field(8, ge=1)
+    group_size: int = Field(4, ge=2, description="G completions per prompt (a group of 1 has no advantage)")
+    ppo_epochs: int = Field(1, ge=1)
+    mini_batches: int = Field(1, ge=1)
+    lr: float = Field(1e-6, gt=0)
+    warmup_ratio: float = Field(0.0, ge=0, le=1)
+    clip: float = Field(0.2, gt=0)
+    beta: float = Field(0.04, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(512, ge=1)
     drop_no_signal: bool = False
-    grad_clip: float = 1.0
-    scorer: dict[str, Any] | str | None = None  # scorer config (grid, weights, vocabulary) or a path
+    grad_clip: float = Field(1.0, gt=0)
+    scorer: dict[str, Any] | str | None = Field(None, description="scorer config (preset, grid, weights, …) or a path")
 
 
-@dataclass
-class ActorResources:
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
+class ActorResources(Section):
+    num_cpus: float = Field(1.0, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
 
 
-@dataclass
-class ResourcesConfig:
-    backend: str = "local"  # local Ray actors, or openrlhf
-    policy: ActorResources = field(default_factory=ActorResources)
-    reference: ActorResources = field(default_factory=lambda: ActorResources(0.5, 0.0))
-    rollout: ActorResources = field(default_factory=lambda: ActorResources(0.5, 0.0))
-    num_rollout_workers: int = 1
-    torch_threads: int = 0  # 0: let torch decide
+class ResourcesConfig(Section):
+    backend: Literal["local", "openrlhf"] = "local"
+    policy: ActorResources = Field(default_factory=ActorResources)
+    reference: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5))
+    rollout: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5))
+    num_rollout_workers: int = Field(1, ge=1)
+    torch_threads: int = Field(0, ge=0, description="0: let torch decide")
     use_vllm: bool = False
     # None: $RAY_ADDRESS (set by `ray job submit`), else a new local Ray; "local": always a new one
     ray_address: str | None = None
 
 
-@dataclass
-class CheckpointConfig:
-    every: int = 50
-    keep: int = 2
+class CheckpointConfig(Section):
+    every: int = Field(50, ge=1)
+    keep: int = Field(2, ge=0, description="0: keep every checkpoint")
 
 
-@dataclass
-class EvalConfig:
-    batch_size: int = 32
-    max_new_tokens: int = 512
+class EvalConfig(Section):
+    batch_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
 
 
-@dataclass
-class OpenRLHFConfig:
-    num_nodes: int = 1
-    num_gpus_per_node: int = 4
-    vllm_num_engines: int = 2
-    vllm_tensor_parallel_size: int = 1
-    vllm_gpu_memory_utilization: float = 0.6
+class OpenRLHFConfig(Section):
+    num_nodes: int = Field(1, ge=1)
+    num_gpus_per_node: int = Field(4, ge=1)
+    vllm_num_engines: int = Field(2, ge=1)
+    vllm_tensor_parallel_size: int = Field(1, ge=1)
+    vllm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
     colocate_all: bool = True
-    zero_stage: int = 2
-    micro_train_batch_size: int = 2
-    micro_rollout_batch_size: int = 4
-    reward: str = "file"  # "file": rewards/openrlhf_reward.py; or the URL of a reward server
-    max_len: int = 4096
-    extra_args: list[str] = field(default_factory=list)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    micro_train_batch_size: int = Field(2, ge=1)
+    micro_rollout_batch_size: int = Field(4, ge=1)
+    reward: str = Field("file", description="'file': rewards/openrlhf_reward.py; or the URL of a reward server")
+    max_len: int = Field(4096, ge=1)
+    extra_args: list[str] = Field(default_factory=list)
 
 
-@dataclass
-class RecipeConfig:
+class RecipeConfig(Section):
     run_dir: str = "runs/default"
-    seed: int = 0
-    backbone: str | None = None  # paper name, for reports (qwen2_5_vl_3b, …)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
-    grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    openrlhf: OpenRLHFConfig = field(default_factory=OpenRLHFConfig)
+    seed: int = Field(0, ge=0)
+    backbone: str | None = Field(None, description="paper name, for reports (qwen2_5_vl_3b, …)")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig)
 
     def grpo_records_path(self) -> str:
         """SC-GRPO's training records: `data.grpo_train`, else `data.train`."""
         return self.data.grpo_train or self.data.train
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
+
+    def get(self, key: str) -> Any:
+        """The value of a dotted key (`grpo.lr`)."""
+        node: Any = self
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    def digest(self, keys: list[str]) -> str:
+        """A short fingerprint of the values of `keys` (what a checkpoint's run is made of)."""
+        values = {key: _plain(self.get(key)) for key in keys}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _build(cls, data: Any, where: str):
-    if not dataclasses.is_dataclass(cls):
-        return data
-    if not isinstance(data, dict):
-        raise ValueError(f"config: {where or 'top level'} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"config: unknown key(s) {sorted(unknown)} in {where or 'top level'}; known: {sorted(names)}")
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        path = f"{where}.{name}" if where else name
-        values[name] = _build(hint, value, path) if dataclasses.is_dataclass(hint) else _coerce(hint, value, path)
-    return cls(**values)
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    """Accept YAML/CLI values for simple types (1e-5 as text becomes a float, …)."""
-    if value is None:
-        return None
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    for option in options:
-        if option is bool and isinstance(value, bool):
-            return value
-        if option in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return option(value) if option is float or float(value).is_integer() else value
-        if option in (int, float) and isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                continue
-            return int(number) if option is int and number.is_integer() else number
-        if option is str and isinstance(value, str):
-            return value
-        if typing.get_origin(option) in (list, dict) and isinstance(value, typing.get_origin(option)):
-            return value
-    raise ValueError(f"config: {where} = {value!r} is not a {hint}")
+def config_keys(model: type[BaseModel] = RecipeConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the config, leaves only (`grpo.lr`, `resources.policy.num_gpus`)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += config_keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        close = nearest_key(where)
+        hint = f"; did you mean {close}?" if close else ""
+        return f"unknown key {where}{hint}"
+    if error["type"] == "value_error":  # a rule across keys: its message names them
+        return f"{where}: {error['ctx']['error']}"
+    return f"{where}: {error['msg'].lower()} (got {error.get('input')!r})"
+
+
+# The names other RL frameworks (TRL, OpenRLHF, verl) give our keys: a user coming from
+# them types these first, and spelling similarity alone would suggest something else.
+FRAMEWORK_NAMES = {
+    "learning_rate": "lr",
+    "n_samples_per_prompt": "group_size",
+    "num_generations": "group_size",
+    "rollout_n": "group_size",
+    "kl_coef": "beta",
+    "init_kl_coef": "beta",
+    "eps_clip": "clip",
+    "epsilon": "clip",
+    "max_norm": "grad_clip",
+    "max_grad_norm": "grad_clip",
+    "max_completion_length": "max_new_tokens",
+    "num_train_epochs": "epochs",
+    "max_steps": "steps",
+    "rollout_batch_size": "prompts_per_step",
+}
+
+
+def nearest_key(path: str) -> str | None:
+    """The valid key a mistyped `path` most likely meant: its section's key under another
+    framework's name, else the closest spelling."""
+    section, _, leaf = path.rpartition(".")
+    known = _known_paths()
+    if leaf in FRAMEWORK_NAMES:
+        candidates = [k for k in known if k.rpartition(".")[2] == FRAMEWORK_NAMES[leaf]]
+        same_section = [k for k in candidates if k.rpartition(".")[0] == section]
+        if same_section or candidates:
+            return (same_section or candidates)[0]
+    close = difflib.get_close_matches(path, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _known_paths() -> list[str]:
+    """Every key and every section, dotted (`resources`, `resources.policy`, `resources.policy.num_cpus`)."""
+    paths = {".".join(key.split(".")[:depth]) for key in config_keys() for depth in range(1, key.count(".") + 2)}
+    return sorted(paths)
+
+
+def build_config(data: dict[str, Any], source: str = "config") -> RecipeConfig:
+    """Validate a mapping into a RecipeConfig; ValueError listing every problem."""
+    try:
+        return RecipeConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ValueError(f"{source}: {problems}") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -188,20 +248,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    try:
+        return key.strip().split("."), yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ValueError(f"override {text!r}: the value is not valid YAML ({error})") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RecipeConfig:
     """A config from a YAML file (or the defaults) with `section.key=value` overrides."""
     data: dict[str, Any] = {}
+    source = "config"
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{path}: a config must be a mapping")
-        data = loaded
+        data, source = loaded or {}, str(path)
     for override in overrides or []:
         keys, value = parse_override(override)
         node = data
@@ -210,40 +274,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if not isinstance(node, dict):
                 raise ValueError(f"override {override!r}: {key} is not a section")
         node[keys[-1]] = value
-    return _build(RecipeConfig, data, "")
+    return build_config(data, source)
 
 
 def save_config(config: RecipeConfig, path: str | Path) -> None:
     from ..data.records import atomic_open
 
     with atomic_open(path) as out:
-        yaml.safe_dump(json.loads(json.dumps(config.to_dict())), out, sort_keys=False)
+        yaml.safe_dump(config.to_dict(), out, sort_keys=False)
 
 
 PATH_FIELDS = (
-    ("run_dir",),
-    ("model", "path"),
-    ("data", "train"),
-    ("data", "grpo_train"),
-    ("data", "eval"),
-    ("sft", "output"),
-    ("grpo", "output"),
-    ("grpo", "init"),
+    "run_dir",
+    "model.path",
+    "data.train",
+    "data.grpo_train",
+    "data.eval",
+    "sft.output",
+    "grpo.output",
+    "grpo.init",
 )
 
 
 def resolve_paths(config: RecipeConfig, root: str | Path) -> RecipeConfig:
     """Make relative paths absolute against `root` (a Ray job runs in a copy of the
-    working dir, so outputs must not land there)."""
+    working dir, so outputs must not land there); a scorer config path likewise."""
     root = Path(root).resolve()
-    scorer = config.grpo.scorer
-    if isinstance(scorer, str) and scorer and not Path(scorer).is_absolute():
-        config.grpo.scorer = str(root / scorer)  # a scorer config file, like every other path
-    for keys in PATH_FIELDS:
-        node = config
-        for key in keys[:-1]:
-            node = getattr(node, key)
-        value = getattr(node, keys[-1])
+    keys = list(PATH_FIELDS) + (["grpo.scorer"] if isinstance(config.grpo.scorer, str) else [])
+    for key in keys:
+        section, _, name = key.rpartition(".")
+        node = config.get(section) if section else config
+        value = getattr(node, name)
         if value and not Path(value).is_absolute():
-            setattr(node, keys[-1], str(root / value))
+            setattr(node, name, str(root / value))
     return config

@@ -19,17 +19,15 @@ from iadr1_rl.backends.recipe_cli import parse_recipe_args, recipe_parser, run_r
 def main(argv: list[str] | None = None) -> int:
     parser = recipe_parser(__doc__.split("\n")[1])
     parser.add_argument("--backend", choices=("local", "openrlhf"), help="overrides resources.backend")
-    parser.add_argument("--dry-run", action="store_true", help="openrlhf: print the command, start nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="openrlhf: print the command, its environment and length; start nothing"
+    )
     args, config = parse_recipe_args(parser, argv)
     backend = args.backend or config.resources.backend
     if backend == "openrlhf":
         from iadr1_rl.backends import openrlhf
 
-        try:
-            return openrlhf.run(config, dry_run=args.dry_run)
-        except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        return openrlhf.run(config, dry_run=args.dry_run)
     if args.dry_run:
         parser.error("--dry-run applies to --backend openrlhf")
     return run_recipe(run_grpo, args, config)

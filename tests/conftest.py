@@ -164,6 +164,22 @@ def tiny_model_dir(tmp_path_factory, synthetic_records) -> Path:
     return build_tiny_vlm(corpus, tmp_path_factory.mktemp("tiny_model"), spec)
 
 
+@pytest.fixture(scope="session")
+def formatted_model(tiny_model_dir, synthetic_records, tmp_path_factory) -> Path:
+    """The tiny model after a few seconds of PA-SFT, so that its completions carry tags and
+    their rewards differ (a random model earns 0 everywhere: no signal to train on)."""
+    from iadr1_rl.actors.policy import PolicyActor
+    from iadr1_rl.data.records import load_records
+
+    records = load_records(synthetic_records)[:8]
+    policy = PolicyActor(str(tiny_model_dir), lr=5e-3, total_steps=60, torch_threads=2)
+    for _ in range(40):
+        policy.sft_step(records)
+    out = tmp_path_factory.mktemp("formatted")
+    policy.save_model(str(out))
+    return out
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     """A 2-CPU local Ray for one test module (actors import our code through PYTHONPATH)."""

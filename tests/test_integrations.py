@@ -194,21 +194,6 @@ def test_easyr1_s_reward_file_contract(tmp_path):
 
 
 # -------------------------------------------------------------------------------- TRL
-@pytest.fixture(scope="module")
-def formatted_model(tiny_model_dir, synthetic_records, tmp_path_factory):
-    """The tiny model after a few seconds of PA-SFT, so that its completions carry tags."""
-    from iadr1_rl.actors.policy import PolicyActor
-    from iadr1_rl.data.records import load_records
-
-    records = load_records(synthetic_records)[:8]
-    policy = PolicyActor(str(tiny_model_dir), lr=5e-3, total_steps=60, torch_threads=2)
-    for _ in range(40):
-        policy.sft_step(records)
-    out = tmp_path_factory.mktemp("formatted")
-    policy.save_model(str(out))
-    return out
-
-
 def test_trl_grpo_trainer_logs_every_part(formatted_model, synthetic_records, tmp_path):
     from datasets import load_from_disk
     from trl import GRPOConfig, GRPOTrainer

@@ -20,6 +20,8 @@ from rewards import Scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
+GPU_CONFIGS = [path for path in CONFIGS if path.stem != "demo"]  # the CPU demo trains in float32
+QWEN = ROOT / "recipes" / "configs" / "qwen2_vl_2b.yaml"
 # train_ppo_ray imports these at the top; they need vLLM / DeepSpeed / flash-attn (GPU only).
 GPU_ONLY = {
     "openrlhf.trainer.ray": ["create_vllm_engines"],
@@ -74,7 +76,7 @@ def config_for(tmp_path, synthetic_records):
     return make
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", GPU_CONFIGS, ids=lambda p: p.stem)
 def test_arguments_parse_with_openrlhf(path, config_for, monkeypatch):
     config = config_for(path)
     job = backend.prepare(config)
@@ -90,6 +92,45 @@ def test_arguments_parse_with_openrlhf(path, config_for, monkeypatch):
     assert args.reward.remote_url == [str(backend.REWARD_FILE)]
     assert args.vllm.num_engines == config.openrlhf.vllm_num_engines
     assert args.ds.zero_stage == config.openrlhf.zero_stage
+    # grpo.steps rollout steps, as OpenRLHF counts them (its own max_steps formula).
+    steps_per_episode = args.data.max_samples // args.rollout.batch_size
+    assert args.train.num_episodes * steps_per_episode == config.grpo.steps
+    assert args.train.batch_size * config.grpo.mini_batches == config.grpo.prompts_per_step * config.grpo.group_size
+
+
+def test_the_cpu_demo_config_is_refused_naming_the_key(config_for):
+    with pytest.raises(ValueError, match=r"model\.dtype='float32'"):
+        backend.prepare(config_for(ROOT / "recipes" / "configs" / "demo.yaml"))
+
+
+@pytest.mark.parametrize("steps", [1, 7, 12, 70])
+def test_the_run_has_exactly_grpo_steps(steps, config_for):
+    """OpenRLHF runs whole episodes over its prompts: episodes × prompts make the steps."""
+    config = config_for(QWEN, f"grpo.steps={steps}", "grpo.prompts_per_step=4")
+    length = backend.prepare(config).length
+    assert length.episodes * length.steps_per_episode == steps
+    assert length.prompts <= 24 and length.prompts % 4 == 0  # 24 synthetic records
+
+
+def test_too_few_records_for_a_step_is_refused(config_for):
+    with pytest.raises(ValueError, match=r"grpo\.prompts_per_step 32 is more than the 24 training records"):
+        backend.prepare(config_for(QWEN, "grpo.prompts_per_step=32", "grpo.group_size=2"))
+
+
+def test_drop_no_signal_turns_on_openrlhf_dynamic_filter(config_for, monkeypatch):
+    on = parse_with_openrlhf(backend.prepare(config_for(QWEN, "grpo.drop_no_signal=true")).command[3:], monkeypatch)
+    assert on.algo.dynamic_filtering_enable and tuple(on.algo.dynamic_filtering_range) == (0.0, 1.0)
+    off = parse_with_openrlhf(backend.prepare(config_for(QWEN, "grpo.drop_no_signal=false")).command[3:], monkeypatch)
+    assert not off.algo.dynamic_filtering_enable
+
+
+def test_a_checkpoint_with_another_max_pixels_is_refused(config_for, tiny_model_dir):
+    processor = json.loads((tiny_model_dir / "processor_config.json").read_text())["image_processor"]
+    theirs = processor["size"]["longest_edge"]
+    config = config_for(QWEN, f"grpo.init={tiny_model_dir}", f"model.max_pixels={theirs * 2}")
+    with pytest.raises(ValueError, match=r"model\.max_pixels=.* but the processor of"):
+        backend.prepare(config)
+    backend.prepare(config_for(QWEN, f"grpo.init={tiny_model_dir}", f"model.max_pixels={theirs}"))
 
 
 def test_reward_server_url_and_one_shot(config_for, monkeypatch):
@@ -112,6 +153,7 @@ def test_dry_run_prints_one_command(tmp_path, synthetic_records):
             "--dry-run",
             f"data.train={synthetic_records}",
             f"grpo.output={tmp_path / 'out'}",
+            "grpo.steps=10",
         ],
         capture_output=True,
         text=True,
@@ -127,6 +169,9 @@ def test_dry_run_prints_one_command(tmp_path, synthetic_records):
     # The run's scorer reaches the reward file: its resolved config, and the variable naming it.
     assert f"environment: IADR1_SCORER_CONFIG={tmp_path / 'out' / 'scorer.json'}" in lines
     assert Scorer.from_config(tmp_path / "out" / "scorer.json").digest == Scorer().digest
+    # What the command means, in words: the run's length and where its evaluation comes from.
+    assert any(line.startswith("length: ") and "= 10 steps" in line for line in lines), lines
+    assert any(line.startswith("evaluate after: iadr1-eval run") for line in lines), lines
 
 
 def test_the_scorer_config_reaches_every_actor(config_for, tmp_path):
@@ -134,7 +179,7 @@ def test_the_scorer_config_reaches_every_actor(config_for, tmp_path):
     variable goes there too, and merges with what OpenRLHF's own `ray.init` sets."""
     from ray.runtime_env.runtime_env import _merge_runtime_env
 
-    config = config_for(CONFIGS[0], "grpo.scorer={preset: authors}")
+    config = config_for(QWEN, "grpo.scorer={preset: authors}")
     job = backend.prepare(config)
     assert Scorer.from_config(job.env["IADR1_SCORER_CONFIG"]).digest == Scorer(preset="authors").digest
     submitted = {"runtime_env": {"working_dir": "/tmp/x", "env_vars": {"HF_HOME": "/h"}}, "metadata": {}}
@@ -168,7 +213,7 @@ def test_exported_prompts_load_through_openrlhf_dataset(config_for, tiny_process
 
     from openrlhf.datasets.prompts_dataset import PromptDataset
 
-    job = backend.prepare(config_for(CONFIGS[0]))
+    job = backend.prepare(config_for(QWEN))
     rows = [json.loads(line) for line in job.prompt_data.read_text().splitlines()][:4]
     data = SimpleNamespace(input_key="prompt", label_key="label", apply_chat_template=True, image_key="images")
     dataset = PromptDataset(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iadr1_rl.backends.local_grpo import reward_metrics
+from iadr1_rl.backends.experience import reward_metrics
 from rewards import Scorer
 
 HOLE = {"answer": "yes", "cells": [1], "type": "hole"}

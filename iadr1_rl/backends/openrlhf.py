@@ -1,13 +1,16 @@
 """The SC-GRPO recipe on OpenRLHF (≥ 0.10, dotted flags) across GPU nodes.
 
 `recipes/sc_grpo.py --backend openrlhf` (or `resources.backend: openrlhf`) turns our
-config into the arguments of `python -m openrlhf.cli.train_ppo_ray`: group-norm
-advantages, G samples per prompt, the KL in the loss with the k3 estimator and our β,
-the clip range, temperature, lengths, the VLM flags, the actor / reference / vLLM
-resources and colocation, DeepSpeed ZeRO, bf16, checkpoints and logging; the reward is
-our `rewards/openrlhf_reward.py` or the URL of our reward server. The training records
-are exported to OpenRLHF's VLM prompt dataset first (with the label column the reward
-reads). Only flags that OpenRLHF's own parser accepts are produced (the tests check it).
+config into the arguments of `python -m openrlhf.cli.train_ppo_ray`, as `keys.py` says
+for every key (a value OpenRLHF cannot honour is refused before anything starts): the
+run's length, group-norm advantages, G samples per prompt, the KL in the loss with the
+k3 estimator, the clip range, temperature, lengths, the dynamic filter for groups without
+signal, the VLM flags, the actor / reference / vLLM resources and colocation, DeepSpeed
+ZeRO, bf16, checkpoints and logging. The reward is our `rewards/openrlhf_reward.py` (with
+the run's scorer config handed to every actor) or the URL of our reward server (checked
+to score with the same config). The training records are exported to OpenRLHF's VLM
+prompt dataset first. Only flags that OpenRLHF's own parser accepts are produced (the
+tests check it).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from rewards import Scorer
 from rewards.remote import RemoteScorer
 
 from ..data.converters import to_openrlhf
-from ..data.records import load_records, write_jsonl
+from ..data.records import load_records, shape_for_shots, write_jsonl
 from ..train.config import RecipeConfig, save_config
+from .keys import check_keys
 from .local import SCORER_FILE, run_scorer
+from .recipe_cli import Stopped, stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +44,45 @@ RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # how `ray job submit` hands the
 
 
 @dataclass(frozen=True)
+class RunLength:
+    """grpo.steps as OpenRLHF counts: `episodes` passes over `prompts` prompts, each pass
+    `steps_per_episode` rollout steps of `batch` prompts."""
+
+    episodes: int
+    prompts: int
+    batch: int
+
+    @property
+    def steps_per_episode(self) -> int:
+        return self.prompts // self.batch
+
+    @classmethod
+    def for_steps(cls, steps: int, batch: int, available: int) -> RunLength:
+        """The fewest episodes over at most `available` prompts that make exactly `steps`
+        rollout steps of `batch` prompts (OpenRLHF runs whole episodes over its data)."""
+        if available < batch:
+            raise ValueError(f"grpo.prompts_per_step {batch} is more than the {available} training records")
+        per_episode_max = available // batch
+        episodes = next(e for e in range(1, steps + 1) if steps % e == 0 and steps // e <= per_episode_max)
+        return cls(episodes, steps // episodes * batch, batch)
+
+    def describe(self, updates_per_step: int) -> str:
+        steps = self.episodes * self.steps_per_episode
+        return (
+            f"{self.episodes} episode(s) × {self.steps_per_episode} rollout steps of {self.batch} prompts = "
+            f"{steps} steps, {steps * updates_per_step} policy updates"
+        )
+
+
+@dataclass(frozen=True)
 class OpenRLHFJob:
     command: list[str]
     prompt_data: Path
     output: Path
     scorer: Scorer
+    length: RunLength
     env: dict[str, str] = field(default_factory=dict)  # what the job's actors need beyond the driver's
+    notes: list[str] = field(default_factory=list)
 
     def shell(self) -> str:
         return shlex.join(self.command)
@@ -69,15 +107,31 @@ def check_reward_server(url: str, scorer: Scorer, timeout: float = 10.0) -> None
     RemoteScorer(url, timeout=timeout, attempts=1).check(scorer.digest)
 
 
-def export_prompts(config: RecipeConfig, out_dir: Path) -> Path:
-    """The training records as OpenRLHF's VLM prompt dataset (JSONL)."""
-    records = load_records(config.grpo_records_path())
-    if config.data.shots == 0:
-        for record in records:
-            record.images = record.images[-1:]
-    path = out_dir / "openrlhf_prompts.jsonl"
-    write_jsonl(to_openrlhf(records, config.data.prompt), path)
-    return path
+def check_max_pixels(config: RecipeConfig) -> str | None:
+    """OpenRLHF reads the image processor from the checkpoint: its max_pixels must be ours.
+    A note when the checkpoint is not there yet (a dry run before PA-SFT)."""
+    init = Path(config.grpo.init or config.model.path)
+    processor_files = [init / "preprocessor_config.json", init / "processor_config.json"]
+    found = next((path for path in processor_files if path.is_file()), None)
+    if found is None:
+        return f"model.max_pixels: {init} has no processor config yet; it is checked when the job starts"
+    settings = json.loads(found.read_text())
+    settings = settings.get("image_processor", settings)
+    theirs = settings.get("max_pixels") or (settings.get("size") or {}).get("longest_edge")
+    if config.model.max_pixels is not None and theirs != config.model.max_pixels:
+        raise ValueError(
+            f"model.max_pixels={config.model.max_pixels} but the processor of {init} has {theirs}, and OpenRLHF "
+            "reads it from there: set model.max_pixels to match, or save the checkpoint with ours (PA-SFT does)"
+        )
+    return None
+
+
+def export_prompts(config: RecipeConfig, out_dir: Path) -> tuple[Path, int]:
+    """The training records as OpenRLHF's VLM prompt dataset (JSONL), and how many."""
+    path = config.grpo_records_path()
+    records = shape_for_shots(load_records(path), config.data.shots, path)
+    out = out_dir / "openrlhf_prompts.jsonl"
+    return out, write_jsonl(to_openrlhf(records, config.data.prompt), out)
 
 
 def reward_target(config: RecipeConfig) -> str:
@@ -89,133 +143,136 @@ def reward_target(config: RecipeConfig) -> str:
     raise ValueError(f"openrlhf.reward must be 'file' or a reward server URL, got {reward!r}")
 
 
-def build_arguments(config: RecipeConfig, prompt_data: Path, output: Path) -> list[str]:
+def build_arguments(config: RecipeConfig, prompt_data: Path, output: Path, length: RunLength) -> list[str]:
     """The `train_ppo_ray` arguments for our config (OpenRLHF 0.11.x flag names)."""
     g, o = config.grpo, config.openrlhf
-    rollout_batch = g.prompts_per_step  # prompts per rollout step
-    train_batch = g.prompts_per_step * g.group_size // max(1, g.mini_batches)
-    args = [
-        "--actor.model_name_or_path",
-        g.init or config.model.path,
-        "--reward.remote_url",
-        reward_target(config),
-        "--data.prompt_dataset",
-        str(prompt_data),
-        "--data.input_key",
-        "prompt",
-        "--data.label_key",
-        "label",
-        "--data.image_key",
-        "images",
-        "--data.apply_chat_template",
-        "--data.max_images_per_prompt",
-        str(2 if config.data.shots == 1 else 1),
-        "--data.max_len",
-        str(o.max_len),
-        "--rollout.max_new_tokens",
-        str(g.max_new_tokens),
-        "--rollout.n_samples_per_prompt",
-        str(g.group_size),
-        "--rollout.batch_size",
-        str(rollout_batch),
-        "--rollout.micro_batch_size",
-        str(o.micro_rollout_batch_size),
-        "--rollout.temperature",
-        str(g.temperature),
-        "--rollout.top_p",
-        str(g.top_p),
-        "--train.batch_size",
-        str(train_batch),
-        "--train.micro_batch_size",
-        str(o.micro_train_batch_size),
-        "--train.max_epochs",
-        str(g.ppo_epochs),
-        "--train.num_episodes",
-        "1",
-        "--train.seed",
-        str(config.seed),
-        "--algo.advantage.estimator",
-        "group_norm",
-        "--algo.kl.use_loss",
-        "--algo.kl.estimator",
-        "k3",
-        "--algo.kl.init_coef",
-        str(g.beta),
-        "--actor.eps_clip",
-        str(g.clip),
-        "--actor.loss_agg_mode",
-        "token-mean",
-        "--actor.adam.lr",
-        str(g.lr),
-        "--actor.max_norm",
-        str(g.grad_clip),
-        "--actor.lr_warmup_ratio",
-        str(g.warmup_ratio),
-        "--actor.num_nodes",
-        str(o.num_nodes),
-        "--actor.num_gpus_per_node",
-        str(o.num_gpus_per_node),
-        "--ref.num_nodes",
-        str(o.num_nodes),
-        "--ref.num_gpus_per_node",
-        str(o.num_gpus_per_node),
-        "--vllm.num_engines",
-        str(o.vllm_num_engines),
-        "--vllm.tensor_parallel_size",
-        str(o.vllm_tensor_parallel_size),
-        "--vllm.gpu_memory_utilization",
-        str(o.vllm_gpu_memory_utilization),
-        "--ds.zero_stage",
-        str(o.zero_stage),
-        "--ds.param_dtype",
-        "bf16" if config.model.dtype == "bfloat16" else "fp16",
-        "--ckpt.path",
-        str(output / "checkpoints"),
-        "--ckpt.output_dir",
-        str(output / "final"),
-        "--ckpt.save_steps",
-        str(config.checkpoint.every),
-        "--ckpt.max_num",
-        str(max(1, config.checkpoint.keep)),
-        "--ckpt.save_hf",
-        "--ckpt.load_enable",  # resume from the latest checkpoint when there is one
-        "--logger.logging_steps",
-        "1",
-        "--logger.tensorboard_dir",
-        str(output / "tensorboard"),
-    ]
+    flags = {
+        "--actor.model_name_or_path": g.init or config.model.path,
+        "--reward.remote_url": reward_target(config),
+        "--data.prompt_dataset": prompt_data,
+        "--data.input_key": "prompt",
+        "--data.label_key": "label",
+        "--data.image_key": "images",
+        "--data.max_images_per_prompt": 2 if config.data.shots == 1 else 1,
+        "--data.max_len": o.max_len,
+        "--data.max_samples": length.prompts,
+        "--train.num_episodes": length.episodes,
+        "--rollout.max_new_tokens": g.max_new_tokens,
+        "--rollout.n_samples_per_prompt": g.group_size,
+        "--rollout.batch_size": g.prompts_per_step,
+        "--rollout.micro_batch_size": o.micro_rollout_batch_size,
+        "--rollout.temperature": g.temperature,
+        "--rollout.top_p": g.top_p,
+        "--train.batch_size": g.prompts_per_step * g.group_size // g.mini_batches,
+        "--train.micro_batch_size": o.micro_train_batch_size,
+        "--train.max_epochs": g.ppo_epochs,
+        "--train.seed": config.seed,
+        "--algo.advantage.estimator": "group_norm",
+        "--algo.kl.estimator": "k3",
+        "--algo.kl.init_coef": g.beta,
+        "--actor.eps_clip": g.clip,
+        "--actor.loss_agg_mode": "token-mean",
+        "--actor.adam.lr": g.lr,
+        "--actor.max_norm": g.grad_clip,
+        "--actor.lr_warmup_ratio": g.warmup_ratio,
+        "--actor.num_nodes": o.num_nodes,
+        "--actor.num_gpus_per_node": o.num_gpus_per_node,
+        "--ref.num_nodes": o.num_nodes,
+        "--ref.num_gpus_per_node": o.num_gpus_per_node,
+        "--vllm.num_engines": o.vllm_num_engines,
+        "--vllm.tensor_parallel_size": o.vllm_tensor_parallel_size,
+        "--vllm.gpu_memory_utilization": o.vllm_gpu_memory_utilization,
+        "--ds.zero_stage": o.zero_stage,
+        "--ds.param_dtype": "bf16" if config.model.dtype == "bfloat16" else "fp16",
+        "--ckpt.path": output / "checkpoints",
+        "--ckpt.output_dir": output / "final",
+        "--ckpt.save_steps": config.checkpoint.every,
+        # keep 0 (every checkpoint) is at most one per `every` steps
+        "--ckpt.max_num": config.checkpoint.keep or g.steps // config.checkpoint.every + 1,
+        "--logger.logging_steps": 1,
+        "--logger.tensorboard_dir": output / "tensorboard",
+    }
+    args = [item for flag, value in flags.items() for item in (flag, str(value))]
+    switches = ["--data.apply_chat_template", "--algo.kl.use_loss", "--ckpt.save_hf", "--ckpt.load_enable"]
+    if g.drop_no_signal:  # the reward file's scores are total / max, in [0, 1]
+        switches += ["--algo.dynamic_filtering_enable", "--algo.dynamic_filtering_range", "0", "1"]
     if o.colocate_all:
-        args += ["--train.colocate_all", "--vllm.enable_sleep", "--ds.enable_sleep"]
+        switches += ["--train.colocate_all", "--vllm.enable_sleep", "--ds.enable_sleep"]
     if config.model.gradient_checkpointing:
-        args.append("--actor.gradient_checkpointing_enable")
-    return args + list(o.extra_args)
+        switches.append("--actor.gradient_checkpointing_enable")
+    return args + switches + list(o.extra_args)
 
 
 def prepare(config: RecipeConfig, python: str = sys.executable) -> OpenRLHFJob:
-    """Export the prompts, save the run's scorer config and build the command (writes only
-    under the output folder)."""
+    """Check the config, export the prompts, save the run's scorer config and build the
+    command (writes only under the output folder)."""
+    check_keys(config, "openrlhf", "sc_grpo")
+    notes = [note for note in [check_max_pixels(config)] if note]
     output = Path(config.grpo.output or Path(config.run_dir) / "sc_grpo")
     output.mkdir(parents=True, exist_ok=True)
     scorer = run_scorer(config, output)
-    prompt_data = export_prompts(config, output)
-    command = [python, "-m", MODULE, *build_arguments(config, prompt_data, output)]
+    prompt_data, available = export_prompts(config, output)
+    length = RunLength.for_steps(config.grpo.steps, config.grpo.prompts_per_step, available)
+    command = [python, "-m", MODULE, *build_arguments(config, prompt_data, output, length)]
     save_config(config, output / "config.yaml")
-    return OpenRLHFJob(command, prompt_data, output, scorer, {SCORER_CONFIG_ENV: str(output / SCORER_FILE)})
+    env = {SCORER_CONFIG_ENV: str(output / SCORER_FILE)}
+    if config.resources.ray_address:
+        env["RAY_ADDRESS"] = config.resources.ray_address
+    return OpenRLHFJob(command, prompt_data, output, scorer, length, env, notes)
+
+
+def describe(job: OpenRLHFJob, config: RecipeConfig) -> list[str]:
+    """What the dry run prints beside the command."""
+    g = config.grpo
+    lines = [f"environment: {key}={value}" for key, value in job.env.items()]
+    lines.append(f"length: {job.length.describe(g.ppo_epochs * g.mini_batches)}")
+    if g.drop_no_signal:
+        lines.append(
+            "filter: groups whose mean score (total / max) is 0 or 1 are dropped and replaced by fresh prompts "
+            "(OpenRLHF's dynamic filter); groups of equal middling rewards are kept (OpenRLHF #1270)"
+        )
+        lines.append(
+            "filter: replacements come from the same episode's prompts, so an episode may end in fewer steps than "
+            "the length above; the pass rate is logged as dynamic_filtering_pass_rate"
+        )
+    lines.append(f"scorer: {job.scorer.preset} preset, digest {job.scorer.digest}")
+    lines.append(f"prompt data: {job.prompt_data}")
+    lines.append(f"output: {job.output}")
+    if config.data.eval:
+        predictions = job.output / "eval" / "predictions.jsonl"
+        run_eval = f"iadr1-eval run --model {job.output / 'final'} --data {config.data.eval} "
+        run_eval += f"--shots {config.data.shots} --prompt {config.data.eval_prompt} --out {predictions}"
+        score = f"iadr1-eval score {predictions} --json {job.output / 'eval' / 'eval.json'}"
+        lines.append(f"evaluate after: {run_eval} && {score} --scorer {job.output / SCORER_FILE}")
+    return lines + [f"note: {note}" for note in job.notes]
 
 
 def run(config: RecipeConfig, dry_run: bool = False) -> int:
-    """Run OpenRLHF as this Ray job's driver (or print the command with `dry_run`)."""
-    job = prepare(config)
-    target = reward_target(config)
-    if dry_run:
-        print(job.shell())
-        for key, value in job.env.items():
-            print(f"environment: {key}={value}")
-        print(f"scorer: {job.scorer.preset} preset, digest {job.scorer.digest}")
-        print(f"prompt data: {job.prompt_data}")
-        print(f"output: {job.output}")
-        return 0
-    if target.startswith(("http://", "https://")):
-        check_reward_server(target, job.scorer)
+    """Run OpenRLHF as this Ray job's driver (or print the command with `dry_run`): its
+    exit code; 2 with a message for a config it cannot run; 128 + signal when stopped."""
+    stop_on_signals()
+    try:
+        job = prepare(config)
+        if dry_run:
+            print(job.shell())
+            print("\n".join(describe(job, config)))
+            return 0
+        if job.notes:
+            check_max_pixels(config)  # the checkpoint must be there now
+        target = reward_target(config)
+        if target.startswith(("http://", "https://")):
+            check_reward_server(target, job.scorer)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logger.info("starting OpenRLHF: %s", job.shell())
-    return subprocess.run(job.command, env=job_environment(job.env, os.environ)).returncode
+    process = subprocess.Popen(job.command, env=job_environment(job.env, os.environ))
+    try:
+        return process.wait()
+    except Stopped as stop:  # pass the stop on, give OpenRLHF time to free its Ray actors
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 128 + stop.signum

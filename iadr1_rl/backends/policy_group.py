@@ -10,52 +10,46 @@ from typing import Any
 
 from ..actors import PolicyActor
 from ..data.records import Record
-from ..train.config import RecipeConfig
 from ..train.distributed import DistributedSpec
 from . import ray_env
-from .local import resources
+from .plan import SFTPlan
 
 logger = logging.getLogger(__name__)
 
 
-def check_sharding(config: RecipeConfig) -> None:
-    """Every rank needs at least one record per micro-batch of every step."""
-    sft = config.sft
-    DistributedSpec(sft.strategy, 0, sft.world_size, zero_stage=sft.zero_stage)  # validates the names
-    needed = sft.world_size * max(1, sft.gradient_accumulation)
-    if sft.batch_size < needed:
-        raise ValueError(
-            f"sft.batch_size {sft.batch_size} cannot feed {sft.world_size} rank(s) × "
-            f"{sft.gradient_accumulation} micro-batch(es); use at least {needed}"
-        )
-
-
 class PolicyGroup:
-    """`sft.world_size` PolicyActor ranks, each with `resources.policy`."""
+    """`plan.world_size` PolicyActor ranks, each with `resources.policy`, starting at `path`."""
 
-    def __init__(self, config: RecipeConfig, actor_kwargs: dict[str, Any], **optimizer: Any) -> None:
+    def __init__(self, plan: SFTPlan, path: str) -> None:
         import ray
 
-        sft = config.sft
-        self.micro_batches = max(1, sft.gradient_accumulation)
-        cls = ray_env.remote(PolicyActor, resources(config.resources.policy))
-        self.ranks = [cls.remote(**actor_kwargs, **optimizer) for _ in range(sft.world_size)]
+        self.micro_batches = plan.micro_batches
+        cls = ray_env.remote(PolicyActor, plan.resources["policy rank 0"])
+        optimizer = {
+            "lr": plan.optimizer.lr,
+            "weight_decay": plan.optimizer.weight_decay,
+            "total_steps": plan.optimizer.total_steps,
+            "warmup_steps": plan.optimizer.warmup_steps,
+            "grad_clip": plan.optimizer.grad_clip,
+            "gradient_checkpointing": plan.model.gradient_checkpointing,
+        }
+        self.ranks = [cls.remote(**plan.model.actor_kwargs(path), **optimizer) for _ in range(plan.world_size)]
         ray.get([rank.ready.remote() for rank in self.ranks])
-        if sft.strategy != "none":
+        if plan.strategy != "none":
             address, port = ray.get(self.ranks[0].rendezvous.remote())
             specs = [
                 DistributedSpec(
-                    sft.strategy, rank, sft.world_size, address, port, sft.zero_stage, sft.offload_optimizer
+                    plan.strategy, rank, plan.world_size, address, port, plan.zero_stage, plan.offload_optimizer
                 )
-                for rank in range(sft.world_size)
+                for rank in range(plan.world_size)
             ]
             # All ranks must enter the rendezvous together.
             ray.get([actor.join_group.remote(spec, self.micro_batches) for actor, spec in zip(self.ranks, specs)])
             logger.info(
                 "PA-SFT policy: %d rank(s), %s (ZeRO %d) at %s:%d",
-                sft.world_size,
-                sft.strategy,
-                sft.zero_stage,
+                plan.world_size,
+                plan.strategy,
+                plan.zero_stage,
                 address,
                 port,
             )

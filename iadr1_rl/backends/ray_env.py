@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,25 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    with _keep_signal_handlers():
+        _init(ray, address, num_cpus)
+
+
+@contextmanager
+def _keep_signal_handlers():
+    """ray.init installs its own SIGTERM handler (a bare sys.exit): a recipe's handler, which
+    stops it cleanly and says so, is put back; the default is left to Ray's."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in handlers.items():
+                if callable(handler):
+                    signal.signal(signum, handler)
+
+
+def _init(ray, address: str | None, num_cpus: int | None) -> None:
     source = "resources.ray_address"
     if not address and os.environ.get("RAY_ADDRESS"):
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"

@@ -1,0 +1,99 @@
+"""The skeleton every local run shares (PA-SFT and SC-GRPO): its folder, config and
+scorer, resuming only its own checkpoints, per-step logs and progress, atomic
+checkpoints and `final/`, curves, the evaluation with the run's scorer, `summary.json`.
+
+    run = Run(plan.run, config, resume, progress)
+    for step in run.steps():
+        metrics = …one step…
+        run.record(step + 1, metrics, postfix)
+        run.maybe_checkpoint(step + 1, save_checkpoint)
+    run.save_final(save_model)
+    summary = run.finish(curves, title, extra, run_eval)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..data.records import write_json
+from ..train.checkpoint import check_same_run, latest_checkpoint, publish, publish_folder, staging_dir, step_dir
+from ..train.config import RecipeConfig, save_config
+from ..train.run_log import RunLogger
+from .local import SCORER_FILE, evaluate, run_scorer
+from .plan import RunPlan
+
+logger = logging.getLogger(__name__)
+
+SaveFn = Callable[[str], Any]
+
+
+class Run:
+    """One stage's run in its output folder."""
+
+    def __init__(self, plan: RunPlan, config: RecipeConfig, resume: bool, progress: bool) -> None:
+        self.plan = plan
+        self.out = plan.out
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.out / "config.yaml")
+        self.scorer = run_scorer(config, self.out)
+        self.checkpoint = latest_checkpoint(self.out) if resume else None
+        self.start_step = 0
+        if self.checkpoint is not None:
+            state = check_same_run(self.checkpoint, plan.stage, plan.seed, plan.identity)
+            self.start_step = state["step"]
+            logger.info("resuming %s from %s (step %d)", plan.stage, self.checkpoint, self.start_step)
+        self.log = RunLogger(self.out, resume_step=self.start_step)
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=plan.steps, initial=self.start_step, desc=plan.stage, unit="step")
+        self.started = time.perf_counter()
+        self.final = self.out / "final"
+
+    def steps(self) -> range:
+        return range(self.start_step, self.plan.steps)
+
+    def record(self, step: int, metrics: dict[str, float], postfix: dict[str, str] | None = None) -> None:
+        self.log.log(step, metrics)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(postfix or {})
+
+    def maybe_checkpoint(self, step: int, save: SaveFn) -> None:
+        """Every `checkpoint.every` steps (not the last: `final/` follows), a checkpoint:
+        `save(folder)` writes the policy's files, then it is published with the run's identity."""
+        if step % self.plan.checkpoint_every or step >= self.plan.steps:
+            return
+        staging = staging_dir(step_dir(self.out, step).parent, f"step_{step:06d}")
+        save(str(staging))
+        state = {"stage": self.plan.stage, "seed": self.plan.seed, "identity": self.plan.identity}
+        publish(self.out, staging, step, state, self.plan.checkpoint_keep)
+
+    def save_final(self, save: SaveFn) -> Path:
+        """The final HF folder, written aside and published whole."""
+        if self.bar is not None:
+            self.bar.close()
+        staging = staging_dir(self.out, "final")
+        save(str(staging))
+        return publish_folder(staging, self.final)
+
+    def finish(self, curves: list[str], title: str, extra: dict[str, Any], run_eval: bool, progress: bool) -> dict:
+        """Curves, the evaluation of `final/` with the run's scorer, and `summary.json`."""
+        self.log.plot(curves, self.out / "curves.png", title=title)
+        self.log.close()
+        summary = {
+            "steps": self.plan.steps,
+            "final_model": str(self.final),
+            "train_seconds": time.perf_counter() - self.started,
+            **extra,
+            "scorer": {**self.scorer.describe(), "config": str(self.out / SCORER_FILE)},
+        }
+        if run_eval and self.plan.eval is not None:
+            summary["eval"] = evaluate(self.plan.eval, self.final, self.out / "eval", self.scorer, progress)
+        write_json(summary, self.out / "summary.json")
+        return summary

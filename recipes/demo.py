@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from iadr1_rl.backends.recipe_cli import Stopped, stop_on_signals  # noqa: E402
 from iadr1_rl.data.prompts import prompt_text  # noqa: E402
 from iadr1_rl.data.records import load_records, write_json  # noqa: E402
 from iadr1_rl.data.synth import SynthConfig, synthesize  # noqa: E402
@@ -64,14 +65,24 @@ def ray_command(*args: str) -> list[str]:
 
 
 def submit(recipe: str, overrides: list[str], env: dict[str, str]) -> None:
-    """Submit a recipe as a Ray job and wait for it; a failed job stops the demo."""
+    """Submit a recipe as a Ray job and wait for it; a failed job stops the demo. A stop of
+    the demo stops the job (`ray job stop`: its driver gets SIGTERM, then SIGKILL) before
+    the head goes: a head stopped under a running job would leave its driver behind."""
     entrypoint = " ".join(
         [sys.executable, f"recipes/{recipe}", "--config", str(CONFIG), "--root", str(ROOT), "--no-eval", *overrides]
     )
-    command = ray_command("job", "submit", "--working-dir", str(ROOT), "--", *entrypoint.split())
-    done = subprocess.run(command, cwd=ROOT, env=env)
-    if done.returncode != 0:
-        raise SystemExit(f"the {recipe} Ray job failed (exit {done.returncode}); see its log above")
+    job_id = f"iadr1-demo-{Path(recipe).stem}-{os.getpid()}-{int(time.time())}"
+    command = ray_command("job", "submit", "--submission-id", job_id, "--working-dir", str(ROOT), "--")
+    client = subprocess.Popen([*command, *entrypoint.split()], cwd=ROOT, env=env)
+    try:
+        code = client.wait()
+    except BaseException:
+        subprocess.run(ray_command("job", "stop", job_id), env=env, capture_output=True, timeout=120)
+        client.terminate()
+        client.wait(timeout=30)
+        raise
+    if code != 0:
+        raise SystemExit(f"the {recipe} Ray job failed (exit {code}); see its log above")
 
 
 def evaluate(model: Path, test: Path, out: Path, scorer: Path, env: dict[str, str]) -> dict:
@@ -143,6 +154,18 @@ def target_report(summary: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The demo, stopped cleanly by SIGTERM or SIGINT (exit 128 + signal): the running Ray
+    job is stopped, the head this demo started is stopped, no process is left behind;
+    rerunning resumes from the last checkpoints."""
+    stop_on_signals()
+    try:
+        return run_demo(argv)
+    except Stopped as stop:
+        print(f"\n{stop}: the demo stopped cleanly; run it again to resume", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def run_demo(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="PA-SFT then SC-GRPO on a tiny offline VLM, as Ray jobs.")
     parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--train-n", type=int, default=3000)

@@ -9,13 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from iadr1_rl.backends.local_grpo import run_grpo
 from iadr1_rl.backends.local_sft import run_sft
-from iadr1_rl.train import run_log
 from iadr1_rl.train.config import load_config
 from rewards import Scorer
 
@@ -123,69 +123,111 @@ def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, syn
     assert (tmp_path / "grpo" / "checkpoints" / "step_000002" / "optimizer.pt").is_file()
 
 
-def test_grpo_crash_resumes_identically(ray_session, tmp_path, tiny_model_dir, synthetic_records, monkeypatch):
-    base = overrides(tmp_path, tiny_model_dir, synthetic_records)
-    sft_config = load_config(None, base)
-    run_sft(sft_config, progress=False, run_eval=False)
-    straight = load_config(None, [*base, f"grpo.output={tmp_path / 'straight'}"])
-    run_grpo(straight, progress=False, run_eval=False)
-
-    crashed = load_config(None, [*base, f"grpo.output={tmp_path / 'crashed'}"])
-    original_log = run_log.RunLogger.log
-
-    def crash_at_step_3(self, step, metrics):
-        if step == 3:
-            raise KeyboardInterrupt("killed")
-        original_log(self, step, metrics)
-
-    monkeypatch.setattr(run_log.RunLogger, "log", crash_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        run_grpo(crashed, progress=False, run_eval=False)
-    monkeypatch.setattr(run_log.RunLogger, "log", original_log)
-    assert (tmp_path / "crashed" / "checkpoints" / "latest").read_text().strip() == "step_000002"
-    run_grpo(crashed, resume=True, progress=False, run_eval=False)
-
-    a, b = weights(tmp_path / "straight" / "final"), weights(tmp_path / "crashed" / "final")
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    rewards = lambda d: [(r["step"], r["reward_total"]) for r in rows(tmp_path / d / "metrics.jsonl")]  # noqa: E731
-    assert rewards("straight") == rewards("crashed")
+def recipe(name: str) -> list[str]:
+    return [sys.executable, str(ROOT / "recipes" / name), "--no-eval", "--no-progress"]
 
 
-def test_sft_killed_process_resumes(tmp_path, tiny_model_dir, synthetic_records):
-    """A real SIGKILL of the recipe process, then --resume: the same final weights."""
-    base = [*overrides(tmp_path, tiny_model_dir, synthetic_records), "sft.batch_size=2", "checkpoint.every=3"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    recipe = [sys.executable, str(ROOT / "recipes" / "pa_sft.py"), "--no-eval", "--no-progress"]
-    subprocess.run([*recipe, *base, f"sft.output={tmp_path / 'straight'}"], check=True, env=env, capture_output=True)
-    victim = subprocess.Popen(
-        [*recipe, *base, f"sft.output={tmp_path / 'killed'}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "killed" / "checkpoints" / "step_000006").is_dir():
-        assert victim.poll() is None and time.monotonic() < deadline, "no checkpoint before the deadline"
+def session_processes(sid: int) -> list[psutil.Process]:
+    """Every live process of a session (a recipe started with start_new_session)."""
+    found = []
+    for process in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getsid(process.pid) == sid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def wait_for(path: Path, victim: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert victim.poll() is None and time.monotonic() < deadline, f"{path} did not appear"
         time.sleep(0.1)
+
+
+def test_grpo_killed_with_sigkill_resumes_identically(ray_session, tmp_path, formatted_model, synthetic_records):
+    """A real SIGKILL of the SC-GRPO recipe (nothing can clean up), then --resume: the same
+    weights and the same logged rewards as the uninterrupted run, step for step."""
+    base = [
+        *overrides(tmp_path, formatted_model, synthetic_records),
+        f"grpo.init={formatted_model}",
+        "data.shots=1",  # as the formatted model learned them: a reference, then the query
+        "grpo.steps=4",
+        "grpo.max_new_tokens=40",
+        "checkpoint.every=2",
+    ]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    run_grpo(load_config(None, [*base, f"grpo.output={tmp_path / 'straight'}"]), progress=False, run_eval=False)
+    killed = [*recipe("sc_grpo.py"), *base, f"grpo.output={tmp_path / 'killed'}"]
+    victim = subprocess.Popen(
+        killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    wait_for(tmp_path / "killed" / "checkpoints" / "step_000002", victim)
     os.killpg(victim.pid, signal.SIGKILL)  # the driver and the local Ray it started (its own session)
     victim.wait()
     assert not (tmp_path / "killed" / "final").exists()
-    done = subprocess.run(
-        [*recipe, *base, f"sft.output={tmp_path / 'killed'}", "--resume"], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = subprocess.run([*killed, "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    initial = weights(formatted_model)
     a, b = weights(tmp_path / "straight" / "final"), weights(tmp_path / "killed" / "final")
+    assert any(not torch.equal(initial[k], a[k]) for k in a)  # SC-GRPO moved the policy
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    steps = [r["step"] for r in rows(tmp_path / "killed" / "metrics.jsonl")]
+    logged = lambda d: [(r["step"], r["reward_total"], r["kl"]) for r in rows(tmp_path / d / "metrics.jsonl")]  # noqa: E731
+    assert logged("straight") == logged("killed") and len(logged("killed")) == 4
+
+
+def test_sft_stopped_with_sigterm_leaves_nothing_and_resumes(ray_session, tmp_path, tiny_model_dir, synthetic_records):
+    """SIGTERM to the recipe alone (as `timeout`, a scheduler or `kill` send it): it stops its
+    actors and the Ray it started, no process of its session lives on, and --resume ends on
+    the uninterrupted run's weights."""
+    base = [*overrides(tmp_path, tiny_model_dir, synthetic_records), "sft.batch_size=2", "checkpoint.every=3"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    run_sft(load_config(None, [*base, f"sft.output={tmp_path / 'straight'}"]), progress=False, run_eval=False)
+    stopped = [*recipe("pa_sft.py"), *base, f"sft.output={tmp_path / 'stopped'}"]
+    victim = subprocess.Popen(
+        stopped, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    wait_for(tmp_path / "stopped" / "checkpoints" / "step_000006", victim)
+    assert len(session_processes(victim.pid)) > 1  # the driver and its local Ray
+    victim.send_signal(signal.SIGTERM)  # the recipe alone, not its process group
+    assert victim.wait(timeout=60) == 128 + signal.SIGTERM
+    assert "stopped cleanly" in victim.stderr.read()
+    deadline = time.monotonic() + 30
+    while left := session_processes(victim.pid):
+        assert time.monotonic() < deadline, [p.cmdline()[:3] for p in left]
+        time.sleep(0.5)
+    assert not (tmp_path / "stopped" / "final").exists()
+    resumed = subprocess.run([*stopped, "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = weights(tmp_path / "straight" / "final"), weights(tmp_path / "stopped" / "final")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    steps = [r["step"] for r in rows(tmp_path / "stopped" / "metrics.jsonl")]
     assert steps == list(range(1, 13))  # no step logged twice, none missing
+
+
+def test_resume_refuses_another_run_s_checkpoint(ray_session, tmp_path, tiny_model_dir, synthetic_records):
+    base = [*overrides(tmp_path, tiny_model_dir, synthetic_records), "sft.batch_size=2", "sft.epochs=0.5"]
+    run_sft(load_config(None, base), progress=False, run_eval=False)
+    assert (tmp_path / "sft" / "checkpoints" / "step_000002").is_dir()
+    with pytest.raises(ValueError, match=r"belongs to another run \(config sft\.lr: 0\.005 there, 0\.0001 here\)"):
+        run_sft(load_config(None, [*base, "sft.lr=1e-4"]), resume=True, progress=False, run_eval=False)
+    with pytest.raises(ValueError, match="seed: 0 there, 3 here"):
+        run_sft(load_config(None, [*base, "seed=3"]), resume=True, progress=False, run_eval=False)
+    with pytest.raises(ValueError, match="stage: 'pa_sft' there, 'sc_grpo' here"):
+        run_grpo(load_config(None, [*base, f"grpo.output={tmp_path / 'sft'}"]), resume=True, progress=False)
+    # The same settings (a new output path, a placement change) resume.
+    summary = run_sft(
+        load_config(None, [*base, "resources.torch_threads=2"]), resume=True, progress=False, run_eval=False
+    )
+    assert summary["steps"] == 6
 
 
 def test_clear_errors_before_anything_starts(ray_session, tmp_path, tiny_model_dir, synthetic_records):
     base = overrides(tmp_path, tiny_model_dir, synthetic_records)
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         run_sft(load_config(None, [*base, f"model.path={tmp_path / 'missing'}"]), progress=False)
-    with pytest.raises(FileNotFoundError, match="training data not found"):
+    with pytest.raises(FileNotFoundError, match=r"training records not found: .*iadr1-data synth"):
         run_sft(load_config(None, [*base, f"data.train={tmp_path / 'none.jsonl'}"]), progress=False)
     with pytest.raises(RuntimeError, match=r"impossible resource request.*GPU"):
         run_sft(load_config(None, [*base, "resources.policy.num_gpus=2"]), progress=False)

@@ -8,6 +8,7 @@ then only pad and stack tensors (`generation_batch`, `sequences.collate`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -63,7 +64,54 @@ def encode_prompt(processor, record: Record, family: str) -> EncodedPrompt:
 
 
 def encode_prompts(processor, records: Sequence[Record], family: str) -> list[EncodedPrompt]:
-    return [encode_prompt(processor, record, family) for record in records]
+    """`encode_prompt` for every record, with one processor call for them all (a call per
+    record costs about twice as much on a small model), split back per record."""
+    if len(records) < 2:
+        return [encode_prompt(processor, record, family) for record in records]
+    images = [load_images(record) for record in records]
+    encoded = processor(
+        text=[record_prompt(processor, record, family) for record in records],
+        images=[image for per_record in images for image in per_record],
+        return_tensors="pt",
+        padding=True,
+    )
+    vision = _split_vision(encoded, [len(per_record) for per_record in images])
+    if vision is None:  # a processor whose image tensors we cannot split: one call each
+        return [encode_prompt(processor, record, family) for record in records]
+    keep = encoded["attention_mask"].bool()
+    types = encoded.get("mm_token_type_ids")
+    return [
+        EncodedPrompt(
+            input_ids=encoded["input_ids"][row][keep[row]].tolist(),
+            token_types=types[row][keep[row]].tolist() if types is not None else None,
+            vision=vision[row],
+        )
+        for row in range(len(records))
+    ]
+
+
+def _split_vision(encoded, images_per_prompt: list[int]) -> list[dict[str, torch.Tensor]] | None:
+    """The per-image tensors of a batch, split by prompt: one row per image, or (Qwen2-VL's
+    flattened patches) `t × h × w` rows per image as `image_grid_thw` says."""
+    count = sum(images_per_prompt)
+    grid = encoded.get("image_grid_thw")
+    rows_per_image = grid.prod(dim=-1).tolist() if grid is not None else None
+    vision: list[dict[str, torch.Tensor]] = [{} for _ in images_per_prompt]
+    for key, value in encoded.items():
+        if key in TOKEN_KEYS or not isinstance(value, torch.Tensor):
+            continue
+        if value.shape[0] == count:
+            sizes = images_per_prompt
+        elif rows_per_image is not None and value.shape[0] == sum(rows_per_image):
+            bounds = [0]
+            for n in images_per_prompt:
+                bounds.append(bounds[-1] + n)
+            sizes = [sum(rows_per_image[a:b]) for a, b in itertools.pairwise(bounds)]
+        else:
+            return None
+        for row, part in enumerate(torch.split(value, sizes)):
+            vision[row][key] = part
+    return vision
 
 
 def stack_vision(prompts: Sequence[EncodedPrompt]) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""`iadr1-score INPUT.jsonl [-o OUT.jsonl]`: score completions offline.
+"""`iadr1-score INPUT.jsonl [-o OUT.jsonl]`: score completions offline (`-`: stdin, stdout).
 
 Each input line is `{"completion": …, "label": …}` (a completion as text or chat messages,
 a label as a dict, JSON text or solution string); each output line is the input with
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, TextIO
 
+from .files import atomic_open, is_stdio, open_input
 from .scorer import PARTS, Scorer
 
 
@@ -57,69 +55,79 @@ def format_summary(totals: dict[str, float], count: int, confusion: Counter, ski
     return "\n".join(lines)
 
 
-def run(input_path: Path, output: TextIO | None, scorer: Scorer, strict: bool, progress: bool) -> int:
+class Malformed(ValueError):
+    """A malformed line under --strict: the run stops and writes nothing."""
+
+
+def run(lines: Iterable[str], output: TextIO | None, scorer: Scorer, strict: bool, progress: bool) -> str:
+    """Score every line, write the scored lines to `output`; the summary."""
     totals = dict.fromkeys((*PARTS, "total"), 0.0)
     confusion: Counter = Counter()
     count = skipped = 0
-    with input_path.open(encoding="utf-8", errors="surrogateescape") as handle:  # streamed, never read whole
-        for number, line in enumerate(_progress(handle, progress), start=1):
-            if not line.strip():
-                continue
+    for number, line in enumerate(_progress(lines, progress), start=1):  # streamed, never read whole
+        if not line.strip():
+            continue
+        try:
+            record = _parse_line(number, line)
             try:
-                record = _parse_line(number, line)
-                try:
-                    label = scorer.parse_label(record["label"])
-                    result = scorer.score(record["completion"], label)
-                except (ValueError, TypeError) as error:  # a bad label, or a completion that is not text
-                    raise ValueError(f"line {number}: {error}") from error
-            except ValueError as error:
-                if strict:
-                    print(f"error: {error}", file=sys.stderr)
-                    return 2
-                print(f"skipped {error}", file=sys.stderr)
-                skipped += 1
-                continue
-            count += 1
-            for part in totals:
-                totals[part] += getattr(result, part)
-            confusion[(label.answer, result.answer)] += 1
-            if output is not None:
-                record["reward"] = result.as_dict()
-                output.write(json.dumps(record, ensure_ascii=False) + "\n")
-    print(format_summary(totals, count, confusion, skipped))
-    return 0
+                label = scorer.parse_label(record["label"])
+                result = scorer.score(record["completion"], label)
+            except (ValueError, TypeError) as error:  # a bad label, or a completion that is not text
+                raise ValueError(f"line {number}: {error}") from error
+        except ValueError as error:
+            if strict:
+                raise Malformed(str(error)) from error
+            print(f"skipped {error}", file=sys.stderr)
+            skipped += 1
+            continue
+        count += 1
+        for part in totals:
+            totals[part] += getattr(result, part)
+        confusion[(label.answer, result.answer)] += 1
+        if output is not None:
+            record["reward"] = result.as_dict()
+            output.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return format_summary(totals, count, confusion, skipped)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iadr1-score", description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("input", help="JSONL file of {completion, label} lines; - reads stdin")
+    parser.add_argument(
+        "-o", "--output", help="write the scored lines here (JSONL; - for stdout, the summary then goes to stderr)"
+    )
+    parser.add_argument("--config", help="scorer config (JSON/YAML: grid, weights, vocabulary; default: the contract)")
+    parser.add_argument("--strict", action="store_true", help="fail on the first malformed line and write nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="iadr1-score", description=__doc__.split("\n")[0])
-    parser.add_argument("input", type=Path, help="JSONL file of {completion, label} lines")
-    parser.add_argument("-o", "--output", type=Path, help="write the scored lines here (JSONL)")
-    parser.add_argument("--config", help="scorer config (JSON/YAML: grid, weights, vocabulary)")
-    parser.add_argument("--strict", action="store_true", help="fail on the first malformed line")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.input.is_file():
-        parser.error(f"input file not found: {args.input}")
     try:
         scorer = Scorer.from_config(args.config)
     except (ValueError, TypeError) as error:
         parser.error(f"--config: {error}")
-    if args.output is None:
-        return run(args.input, None, scorer, args.strict, not args.no_progress)
-    # Write beside the target and rename: a failed run never leaves half a file. os.open
-    # with 0o666 lets the umask decide the permissions (mkstemp would make them 0600).
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    temp = str(args.output.parent / f".{args.output.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    progress = not args.no_progress and not is_stdio(args.input)
+    summary_to = sys.stderr if is_stdio(args.output) else sys.stdout
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
-            code = run(args.input, out, scorer, args.strict, not args.no_progress)
-        if code == 0:
-            os.replace(temp, args.output)
-        return code
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+        with open_input(args.input, errors="surrogateescape") as lines:
+            if args.output is None:
+                summary = run(lines, None, scorer, args.strict, progress)
+            else:
+                # Written beside the target and renamed: a failed run never leaves half a file.
+                with atomic_open(args.output, errors="surrogateescape") as out:
+                    summary = run(lines, out, scorer, args.strict, progress)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    except Malformed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary, file=summary_to)
+    return 0
 
 
 if __name__ == "__main__":

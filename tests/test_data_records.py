@@ -75,7 +75,43 @@ def test_validate_reports_every_problem_with_line_numbers(tmp_path, capsys):
     assert any(line == 4 and "response answers 'no'" in p.message for p in problems for line in [p.line])
     assert any(p.line == 5 and "outside a 3x3 grid" in p.message for p in problems)
     assert any(p.line == 6 and "already used on line 1" in p.message for p in problems)
-    assert any(p.line == 6 and "without a location" in p.message for p in problems)
+    assert any(p.line == 6 and "without a location" in p.message and p.level == "warning" for p in problems)
+    assert all(p.level == "error" for p in problems if "without a location" not in p.message)
     assert not any(p.line == 1 for p in problems)
     assert data_main(["validate", str(path)]) == 1
     assert "6 records" in capsys.readouterr().out
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_warnings_pass_unless_strict(tmp_path, capsys):
+    make_png(tmp_path / "ok.png")
+    rows = [
+        {"id": "1", "images": ["ok.png"], "label": {"answer": "yes", "cells": [1], "type": "crack"}},
+        {"id": "2", "images": ["ok.png"], "label": {"answer": "yes", "type": "crack"}},  # no location: a warning
+    ]
+    path = write_rows(tmp_path / "records.jsonl", rows)
+    assert data_main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: line 2: anomalous label without a location" in out and "0 errors, 1 warnings" in out
+    assert data_main(["validate", "--strict", str(path)]) == 1
+
+
+def test_a_dataset_without_masks_gets_one_note(tmp_path, capsys):
+    """MMAD has no masks: every anomalous record lacks a location, which is one fact about
+    the dataset, not 54 problems."""
+    make_png(tmp_path / "ok.png")
+    rows = [{"id": str(i), "images": ["ok.png"], "label": {"answer": "yes", "type": "crack"}} for i in range(5)]
+    rows.append({"id": "n", "images": ["ok.png"], "label": {"answer": "no"}})
+    count, problems = validate_file(write_rows(tmp_path / "records.jsonl", rows))
+    assert count == 6 and len(problems) == 1
+    assert (
+        problems[0].level == "warning"
+        and "without masks" in problems[0].message
+        and "5 anomalous" in problems[0].message
+    )
+    assert data_main(["validate", str(tmp_path / "records.jsonl")]) == 0
+    assert "without masks" in capsys.readouterr().out

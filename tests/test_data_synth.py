@@ -131,4 +131,4 @@ def test_cli_synth_and_validate(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "records.jsonl")]) == 0
     types = {json.loads(line)["label"]["type"] for line in (tmp_path / "records.jsonl").read_text().splitlines()}
     assert types == {"", "hole", "stain"}
-    assert "0 problems" in capsys.readouterr().out
+    assert "0 errors, 0 warnings" in capsys.readouterr().out

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+from rewards.files import atomic_open, fsync_path, is_stdio, open_input
+
+__all__ = ["atomic_open", "fsync_path"]  # re-exported: every writer of the toolkit uses them
 
 DEFAULT_QUESTION = "Are there any defects in the test image?"
+MAKE_RECORDS = "make some with `iadr1-data synth --n 1000 DIR` or `iadr1-data convert`, see docs/data.md"
 
 
 @dataclass
@@ -121,15 +124,14 @@ class RecordError(ValueError):
 
 
 def iter_records(path: str | Path, progress: bool = False, skip_bad: bool = False) -> Iterator[Record]:
-    """Stream records from a JSONL file, image paths resolved against its folder.
+    """Stream records from a JSONL file (`-`: stdin), image paths resolved against its
+    folder (stdin: the current folder).
 
     A bad line raises RecordError (file and line number) unless `skip_bad`.
     """
+    base = Path.cwd() if is_stdio(path) else Path(path).resolve().parent
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"records file not found: {path}")
-    base = path.resolve().parent
-    with path.open(encoding="utf-8") as handle:
+    with open_input(path, what="records file", hint=MAKE_RECORDS) as handle:
         lines: Iterable[str] = handle
         if progress:
             from tqdm import tqdm
@@ -167,40 +169,8 @@ def shape_for_shots(records: list[Record], shots: int, source: str | Path) -> li
 
 def write_records(records: Iterable[Record], path: str | Path) -> int:
     """Write records atomically (temporary file, then rename); paths relative to the file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    base = path.resolve().parent
+    base = Path.cwd() if is_stdio(path) else Path(path).resolve().parent
     return write_jsonl((r.to_json(base) for r in records), path)
-
-
-def fsync_path(path: str | Path) -> None:
-    """Flush a file or a folder's entries to disk (a rename is durable once its folder is)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_open(path: str | Path) -> Iterator[TextIO]:
-    """A text file that appears at `path` only once fully written and on disk (temporary
-    file, fsync, rename), with the permissions the umask gives any new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # os.open with mode 0o666 lets the umask decide, unlike mkstemp's fixed 0600.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-        fsync_path(path.parent)
-    finally:
-        if temp.exists():
-            temp.unlink()
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | Path) -> int:

@@ -76,7 +76,23 @@ def test_a_test_set_without_anomalies_has_no_location_change(tmp_path, capsys):
     assert changes["location_accuracy"].n == 0
     assert changes["location_accuracy"].to_json()["before"] is None  # null in JSON, not NaN
     assert eval_main(["compare", before, before]) == 0
-    assert "location_accuracy: no items to compare" in capsys.readouterr().out
+    assert "location_accuracy: n/a (no anomalous item has a location label" in capsys.readouterr().out
+
+
+def test_anomalies_without_location_labels_are_not_a_location_score(tmp_path, capsys):
+    """MMAD has no masks: its anomalous labels have no cells, and location is n/a, not 0.000."""
+    no_mask = {"answer": "yes", "cells": [], "location": "", "type": "hole", "dataset": "MMAD"}
+    items = [(no_mask, RIGHT)] * 3 + [(NORMAL, SAYS_NO)]
+    before = write(tmp_path / "a.jsonl", items)
+    changes = paired_changes(before, before)
+    assert changes["location_accuracy"].n == 0 and changes["type_score"].n == 3
+    assert changes["location_accuracy"].verdict() == "n/a"
+    assert eval_main(["compare", before, before]) == 0
+    out = capsys.readouterr().out
+    assert "location_accuracy: n/a (no anomalous item has a location label" in out
+    assert "within noise" not in out.split("location_accuracy")[1].splitlines()[0]
+    assert eval_main(["score", before]) == 0
+    assert "location_accuracy=n/a" in capsys.readouterr().out
 
 
 def test_order_of_rows_does_not_matter(tmp_path):

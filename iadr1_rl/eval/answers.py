@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from rewards import extract_answer
+from rewards.files import open_input
 
 FORMATS = ("tags", "plain")
 _LETTER = re.compile(r"^\W*(?:answer\s*[:：]?\s*)?\(?([ab])\)?(?:[.:)\s]|$)", re.IGNORECASE)
@@ -38,13 +39,11 @@ def extract_prediction(output: str, fmt: str = "tags") -> str | None:
 
 
 def prediction_rows(path: str | Path, required: tuple[str, ...] = ("label", "output")) -> list[dict]:
-    """The rows of a predictions file (`iadr1-eval run` writes `id`, `dataset`, `label`,
-    `output`); a missing file, bad JSON or a row without a `required` key is named."""
+    """The rows of a predictions file (`-`: stdin; `iadr1-eval run` writes `id`, `dataset`,
+    `label`, `output`); a missing file, bad JSON or a row without a `required` key is named."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as handle:
+    with open_input(path, what="predictions", hint="make them with `iadr1-eval run`") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -59,10 +58,10 @@ def prediction_rows(path: str | Path, required: tuple[str, ...] = ("label", "out
     return rows
 
 
-def read_predictions(path: Path, fmt: str) -> list[tuple[str, str, str | None]]:
-    """(dataset, label answer, extracted answer) for each line of a predictions file."""
+def read_predictions(predictions: list[dict], fmt: str, path: str | Path) -> list[tuple[str, str, str | None]]:
+    """(dataset, label answer, extracted answer) for each row of the predictions file `path`."""
     rows = []
-    for number, row in enumerate(prediction_rows(path), start=1):
+    for number, row in enumerate(predictions, start=1):
         try:
             rows.append(
                 (row.get("dataset") or "unknown", row["label"]["answer"], extract_prediction(row["output"], fmt))

@@ -33,6 +33,12 @@ from .answers import prediction_rows
 from .metrics import item_metrics
 
 METRICS = ("answer_accuracy", "mean_reward", "location_accuracy", "type_score", "type_category_accuracy")
+# Why a metric can have no items: it is measured only where the labels give what it needs.
+NO_ITEMS = {
+    "location_accuracy": "no anomalous item has a location label (a dataset without masks, such as MMAD, has none)",
+    "type_score": "no anomalous item has a type label",
+    "type_category_accuracy": "no anomalous item has a type label",
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,9 @@ class Change:
         return self.change > standard_errors * self.standard_error
 
     def verdict(self) -> str:
-        """`rose`, `fell` or `within noise` (two standard errors)."""
+        """`rose`, `fell` or `within noise` (two standard errors); `n/a` without items."""
+        if self.n == 0:
+            return "n/a"
         if self.rose():
             return "rose"
         return "fell" if self.change < -2 * self.standard_error else "within noise"
@@ -72,6 +80,8 @@ class Change:
         return cls(metric or row["metric"], row["n"], **values)
 
     def describe(self) -> str:
+        if self.n == 0:
+            return f"{self.metric}: n/a ({NO_ITEMS.get(self.metric, 'no items')})"
         return (
             f"{self.metric}: {self.before:.3f} -> {self.after:.3f} "
             f"(change {self.change:+.3f}, 2 s.e. {2 * self.standard_error:.3f}, n {self.n})"

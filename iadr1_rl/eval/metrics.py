@@ -81,8 +81,8 @@ def score_predictions(rows: Iterable[tuple[str, str, str | None]]) -> dict:
 
 def item_metrics(output: str, label: dict, scorer) -> dict[str, float]:
     """The SC-GRPO reward's view of one prediction: answer accuracy, format validity and
-    the total for every item; location and type only for anomalous ones (gated on a `yes`
-    answer, as the reward is).
+    the total for every item; location and type only for anomalous ones whose label gives
+    them (gated on a `yes` answer, as the reward is). A metric no item has is n/a, not 0.
 
     Beside the graded `type_score`, `type_category_accuracy` says whether the predicted type
     is the label's kind of defect at all (worded as the label, or as a synonym). The two
@@ -91,28 +91,22 @@ def item_metrics(output: str, label: dict, scorer) -> dict[str, float]:
     """
     score = scorer.score(output, label)
     values = {"answer_accuracy": score.accuracy, "format_valid": score.consistency, "mean_reward": score.total}
-    if label["answer"] == "yes":
-        values.update(
-            location_accuracy=score.location,
-            type_score=score.type,
-            type_category_accuracy=float(score.type_rule in SAME_CATEGORY_RULES),
-        )
+    parsed = scorer.parse_label(label)
+    if parsed.anomalous and parsed.cells:  # a label without a location (no mask, as MMAD) measures nothing
+        values["location_accuracy"] = score.location
+    if parsed.anomalous and parsed.type:
+        values.update(type_score=score.type, type_category_accuracy=float(score.type_rule in SAME_CATEGORY_RULES))
     return values
 
 
 REWARD_SUMMARY = ("mean_reward", "format_valid", "location_accuracy", "type_score", "type_category_accuracy")
 
 
-def reward_summary(predictions: str | Path, scorer=None) -> dict[str, float | None]:
-    """Each prediction scored once by `scorer` (default: the contract's): format validity
-    and mean reward over all items; location accuracy, type score and type category
-    accuracy over the anomalous ones."""
-    from rewards import Scorer
-
-    from .answers import prediction_rows
-
-    scorer = scorer or Scorer()
-    items = [item_metrics(row["output"], row["label"], scorer) for row in prediction_rows(predictions)]
+def reward_summary(rows: list[dict], scorer) -> dict[str, float | None]:
+    """Each prediction row scored once by `scorer`: format validity and mean reward over
+    all items; location accuracy, type score and type category accuracy over the
+    anomalous ones whose label gives them (None without any)."""
+    items = [item_metrics(row["output"], row["label"], scorer) for row in rows]
     summary: dict[str, float | None] = {}
     for metric in REWARD_SUMMARY:
         values = [item[metric] for item in items if metric in item]
@@ -122,14 +116,16 @@ def reward_summary(predictions: str | Path, scorer=None) -> dict[str, float | No
 
 def evaluation_report(predictions: str | Path, fmt: str = "tags", scorer=None) -> dict:
     """Balanced accuracy per dataset and, for IAD-R1 outputs (`tags`), the reward's view
-    of them by `scorer`, named by its preset and digest: what every evaluation writes."""
+    of them by `scorer` (default: the contract's), named by its preset and digest: what
+    every evaluation writes. `predictions` is read once (it may be stdin)."""
     from rewards import Scorer
 
-    from .answers import read_predictions
+    from .answers import prediction_rows, read_predictions
 
     scorer = scorer or Scorer()
-    report = score_predictions(read_predictions(Path(predictions), fmt))
+    rows = prediction_rows(predictions)
+    report = score_predictions(read_predictions(rows, fmt, predictions))
     if fmt == "tags":
-        report.update(reward_summary(predictions, scorer))
+        report.update(reward_summary(rows, scorer))
     report["scorer"] = scorer.describe()
     return report

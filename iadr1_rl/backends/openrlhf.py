@@ -29,10 +29,11 @@ from rewards import Scorer
 from rewards.remote import RemoteScorer
 
 from ..data.converters import to_openrlhf
-from ..data.records import load_records, shape_for_shots, write_jsonl
+from ..data.records import write_jsonl
 from ..train.config import RecipeConfig, save_config
 from .keys import check_keys
 from .local import SCORER_FILE, run_scorer
+from .plan import training_records
 from .recipe_cli import Stopped, stop_on_signals
 
 logger = logging.getLogger(__name__)
@@ -128,8 +129,8 @@ def check_max_pixels(config: RecipeConfig) -> str | None:
 
 def export_prompts(config: RecipeConfig, out_dir: Path) -> tuple[Path, int]:
     """The training records as OpenRLHF's VLM prompt dataset (JSONL), and how many."""
-    path = config.grpo_records_path()
-    records = shape_for_shots(load_records(path), config.data.shots, path)
+    path, key = config.grpo_records_path(), config.grpo_records_key()
+    records = training_records(path, config.data.shots, need_response=False, key=key)
     out = out_dir / "openrlhf_prompts.jsonl"
     return out, write_jsonl(to_openrlhf(records, config.data.prompt), out)
 

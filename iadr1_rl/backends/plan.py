@@ -159,7 +159,9 @@ class GRPOPlan:
             run=run_plan(config, "sc_grpo", Path(grpo.output or Path(config.run_dir) / "sc_grpo"), grpo.steps),
             model=model_plan(config, init),
             init=init,
-            records=training_records(config.grpo_records_path(), config.data.shots, need_response=False),
+            records=training_records(
+                config.grpo_records_path(), config.data.shots, need_response=False, key=config.grpo_records_key()
+            ),
             prompts_per_step=grpo.prompts_per_step,
             group_size=grpo.group_size,
             sampling=SamplingConfig(grpo.max_new_tokens, True, grpo.temperature, grpo.top_p),
@@ -230,18 +232,19 @@ def placement(config: RecipeConfig, actor: str) -> dict[str, float]:
 
 
 NO_RECORDS_HINT = (
-    "make records with `iadr1-data synth OUT_DIR` (synthetic defects) or `iadr1-data convert …` "
-    "(MVTec-AD, MMAD, the authors' formats), then point data.train=OUT_DIR/records.jsonl at them"
+    "make records with `iadr1-data synth --n 1000 OUT_DIR` (synthetic defects) or `iadr1-data convert …` "
+    "(MVTec-AD, MMAD, the authors' formats; docs/data.md), then set data.train=OUT_DIR/records.jsonl"
 )
 
 
-def training_records(path: str, shots: int, need_response: bool) -> list[Record]:
-    """The training records, shaped for `data.shots` (0: the query image only), with a
-    clear error for a missing file, an empty one or missing targets."""
+def training_records(path: str, shots: int, need_response: bool, key: str = "data.train") -> list[Record]:
+    """The training records (named by config `key`), shaped for `data.shots` (0: the query
+    image only), with a clear error for a missing file, an empty one or missing targets."""
+    hint = NO_RECORDS_HINT.replace("data.train", key)
     if not path:
-        raise ValueError(f"data.train is not set in the config: {NO_RECORDS_HINT}")
+        raise ValueError(f"{key} is not set in the config: {hint}")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"training records not found: {path}; {NO_RECORDS_HINT}")
+        raise FileNotFoundError(f"training records not found: {path} ({key}); {hint}")
     records = load_records(path)
     if not records:
         raise ValueError(f"no records in {path}")

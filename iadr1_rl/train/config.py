@@ -147,9 +147,12 @@ class RecipeConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig)
 
+    def grpo_records_key(self) -> str:
+        """The key naming SC-GRPO's training records: `data.grpo_train` when set, else `data.train`."""
+        return "data.grpo_train" if self.data.grpo_train else "data.train"
+
     def grpo_records_path(self) -> str:
-        """SC-GRPO's training records: `data.grpo_train`, else `data.train`."""
-        return self.data.grpo_train or self.data.train
+        return self.get(self.grpo_records_key())
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

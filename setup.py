@@ -19,6 +19,7 @@ TRAIN = [
     "safetensors==0.8.0",
     "ray[default,serve]==2.60.0",
     "tensorboard==2.21.0",
+    "pydantic==2.14.3",  # the recipe config (iadr1_rl/train/config.py)
 ]
 # What OpenRLHF's CPU-importable modules need beside torch/transformers/ray.
 OPENRLHF_CPU = [
@@ -44,6 +45,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
+    license="Apache-2.0",
     packages=find_packages(include=["rewards", "rewards.*", "iadr1_rl", "iadr1_rl.*"]),
     install_requires=CORE,
     extras_require={
@@ -59,9 +61,10 @@ setup(
     entry_points={
         "console_scripts": [
             "iadr1-score=rewards.cli:main",
-            "iadr1-reward-server=rewards.server.cli:main",
-            "iadr1-data=iadr1_rl.data.cli:main",
-            "iadr1-eval=iadr1_rl.eval.cli:main",
+            # Through launchers that name a missing extra in one line (rewards/launch.py).
+            "iadr1-reward-server=rewards.launch:reward_server",
+            "iadr1-data=iadr1_rl.launch:data",
+            "iadr1-eval=iadr1_rl.launch:evaluate",
         ]
     },
 )

@@ -165,15 +165,24 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + stop.signum
 
 
-def run_demo(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="PA-SFT then SC-GRPO on a tiny offline VLM, as Ray jobs.")
-    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "demo")
-    parser.add_argument("--train-n", type=int, default=3000)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="PA-SFT then SC-GRPO on a tiny offline VLM, as Ray jobs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "demo", help="everything the demo writes")
+    parser.add_argument(
+        "--train-n", type=int, default=3000, help="synthetic PA-SFT records (and as many SC-GRPO prompts)"
+    )
     # 1000 held-out items (500 anomalous): paired changes of a few points are then beyond noise.
-    parser.add_argument("--test-n", type=int, default=1000)
-    parser.add_argument("--fresh", action="store_true", help="delete the run folder first (default: reuse/resume)")
+    parser.add_argument("--test-n", type=int, default=1000, help="held-out test items")
+    parser.add_argument("--fresh", action="store_true", help="delete the run folder first (else reuse and resume)")
     parser.add_argument("overrides", nargs="*", help="config overrides for both recipes (section.key=value)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_demo(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     started = time.time()
     run_dir = args.run_dir.resolve()
     if args.fresh and run_dir.exists():

@@ -15,8 +15,12 @@ from iadr1_rl.backends.local_sft import run_sft
 from iadr1_rl.backends.recipe_cli import parse_recipe_args, recipe_parser, run_recipe
 
 
+def build_parser():
+    return recipe_parser(__doc__.split("\n")[1])
+
+
 def main(argv: list[str] | None = None) -> int:
-    args, config = parse_recipe_args(recipe_parser(__doc__.split("\n")[1]), argv)
+    args, config = parse_recipe_args(build_parser(), argv)
     return run_recipe(run_sft, args, config)
 
 

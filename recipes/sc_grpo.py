@@ -16,12 +16,19 @@ from iadr1_rl.backends.local_grpo import run_grpo
 from iadr1_rl.backends.recipe_cli import parse_recipe_args, recipe_parser, run_recipe
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser():
     parser = recipe_parser(__doc__.split("\n")[1])
-    parser.add_argument("--backend", choices=("local", "openrlhf"), help="overrides resources.backend")
+    parser.add_argument(
+        "--backend", choices=("local", "openrlhf"), help="overrides resources.backend (default: the config's)"
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="openrlhf: print the command, its environment and length; start nothing"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args, config = parse_recipe_args(parser, argv)
     backend = args.backend or config.resources.backend
     if backend == "openrlhf":

@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scorer config (JSON/YAML: preset, grid, weights, vocabulary); "
         "a training run's scorer.json scores as the run did (default: the contract)",
     )
-    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="server log level",
+    )
     auth = parser.add_argument_group("authentication (every path but /health and /metrics)")
     auth.add_argument("--token-file", type=Path, help=f"read the bearer token from this file (or set {ENV_TOKEN})")
     auth.add_argument(

@@ -25,8 +25,14 @@ SHARED = ROOT.parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
+    """The benchmarks' label files (MMAD samples) beside the checkout. A user's clone has
+    none: those tests skip, saying so. CI has them (CI is set): there a missing folder is a
+    failure, so the tests cannot silently stop running."""
     if not SHARED.is_dir():
-        pytest.fail(f"../shared not found beside the checkout (expected {SHARED})")
+        reason = f"needs the benchmarks' label files in ../shared (expected {SHARED})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI is set, so they must be there")
+        pytest.skip(reason)
     return SHARED
 
 

@@ -1,4 +1,4 @@
-"""Preset `default`: the reward contract (REWARD_SPEC, docs/reward.md) as written.
+"""Preset `default`: the reward contract (docs/reward.md) as written.
 
 R = w_c·R_c + w_a·R_a + 1[label yes ∧ â yes]·(w_l·R_l + w_t·R_t), with the exact tag
 patterns, the single `<answer>`, the R×C grid and the multi-level type match.

@@ -1,4 +1,4 @@
-"""Text-to-grid location mapping T(text) (REWARD_SPEC "Location").
+"""Text-to-grid location mapping T(text) (docs/reward.md "Location").
 
 A description such as "upper-left corner" or "top left and bottom right" becomes a set
 of cells of an R x C grid, numbered 1 … R·C row-major from the top-left.

@@ -1,4 +1,4 @@
-"""Output patterns P_N and P_A (REWARD_SPEC "Output patterns") and answer extraction.
+"""Output patterns P_N and P_A (docs/reward.md "Format consistency") and answer extraction.
 
 Why no `fullmatch` regex: a policy under optimisation emits tag soup, and the obvious
 `<think>(.*?)</think>\\s*<answer>…` patterns backtrack quadratically on it. Instead one
@@ -110,7 +110,7 @@ def normalise_answer(content: str | None) -> str | None:
 
 
 def extract_answer(text: str) -> str | None:
-    """The predicted answer â: `yes`, `no`, or None (REWARD_SPEC "Answer").
+    """The predicted answer â: `yes`, `no`, or None (docs/reward.md "Answer accuracy").
 
     >>> extract_answer("<answer>No!</answer>"), extract_answer("<answer>yes</answer><answer>no</answer>")
     ('no', None)

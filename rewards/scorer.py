@@ -71,7 +71,7 @@ def group_advantages(rewards: Sequence[float], epsilon: float = 1e-4) -> tuple[l
 
 @dataclass
 class Scorer:
-    """Scores completions against labels by REWARD_SPEC (or another preset).
+    """Scores completions against labels by the reward contract, docs/reward.md (or another preset).
 
     >>> scorer = Scorer()
     >>> r = scorer.score(

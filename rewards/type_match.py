@@ -1,4 +1,4 @@
-"""Multi-level fuzzy type match R_t (REWARD_SPEC "Type").
+"""Multi-level fuzzy type match R_t (docs/reward.md "Type").
 
 The first rule that applies scores a predicted type against the label's type:
 empty → ambiguous → group mismatch → group name → exact → semantic → category →
@@ -16,7 +16,7 @@ from rapidfuzz import fuzz, process
 from .vocabulary import Term, Vocabulary, normalise_type
 
 _CACHE_LIMIT = 1024  # longer texts are matched without entering the caches
-# REWARD_SPEC "Length bound": fuzzy similarity only for normalised texts this short; it keeps
+# docs/reward.md "Type" (length bound): fuzzy similarity only for normalised texts this short; it keeps
 # every score linear in what a policy or a label holds (a ratio of two 1 MB texts took 27 s).
 FUZZY_LENGTH_LIMIT = 256
 

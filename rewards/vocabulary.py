@@ -1,6 +1,6 @@
 """Anomaly-type vocabulary: terms → categories → groups, and text normalisation.
 
-The default is the paper's 8 coarse types with synonyms in 2 groups (REWARD_SPEC
+The default is the paper's 8 coarse types with synonyms in 2 groups (docs/reward.md
 "Type"). Users replace it with a dict or a JSON/YAML file of the same shape::
 
     {"groups": {"surface anomaly": {"Scratch": ["surface scratch", "scratch mark"], …}, …}}

@@ -1,4 +1,4 @@
-"""REWARD_SPEC "Inputs": equal labels score equally, whatever object or container carries
+"""docs/reward.md "Inputs": equal labels score equally, whatever object or container carries
 them; labels are parsed once per distinct value, in a bounded cache keyed by content."""
 
 import json

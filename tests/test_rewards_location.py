@@ -1,4 +1,4 @@
-"""REWARD_SPEC "Location": T(text) on 3x3 and other grids, every spec example included."""
+"""docs/reward.md "Location": T(text) on 3x3 and other grids, every spec example included."""
 
 import pytest
 from hypothesis import given, settings

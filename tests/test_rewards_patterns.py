@@ -1,4 +1,4 @@
-"""REWARD_SPEC "Output patterns" and "Answer": table-driven, one comment per case."""
+"""docs/reward.md "Format consistency" and "Answer accuracy": table-driven, one comment per case."""
 
 import pytest
 

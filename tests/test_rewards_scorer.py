@@ -1,4 +1,4 @@
-"""REWARD_SPEC "Total", "Inputs" and "What every score comes with"."""
+"""docs/reward.md "Total", "Inputs" and "Using it"."""
 
 import json
 

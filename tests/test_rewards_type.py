@@ -1,4 +1,4 @@
-"""REWARD_SPEC "Type": normalisation, categories, ambiguity and each of the ten rules."""
+"""docs/reward.md "Type": normalisation, categories, ambiguity and each of the ten rules."""
 
 import json
 

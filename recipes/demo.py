@@ -113,6 +113,8 @@ def evaluate(model: Path, test: Path, out: Path, scorer: Path, env: dict[str, st
     )
     score = [*eval_cli, "score", str(predictions), "--json", str(out / "eval.json"), "--scorer", str(scorer)]
     subprocess.run(score, check=True, env=env)
+    page = [*eval_cli, "report", str(predictions), "--data", str(test), "--out", str(out / "report.html")]
+    subprocess.run([*page, "--scorer", str(scorer)], check=True, env=env)
     report = json.loads((out / "eval.json").read_text())
     return {
         "balanced_accuracy": report["average_balanced_accuracy"],
@@ -260,6 +262,7 @@ def run_demo(argv: list[str] | None = None) -> int:
     for line in target_report(summary):
         print("  " + line)
     print(f"\ncurves: {run_dir / 'pa_sft' / 'curves.png'}, {run_dir / 'sc_grpo' / 'curves.png'}")
+    print(f"visual report: {run_dir / 'eval' / 'sc_grpo' / 'report.html'} (PA-SFT's beside it, in eval/pa_sft/)")
     return 0
 
 

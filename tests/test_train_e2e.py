@@ -117,8 +117,11 @@ def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, syn
     assert [r["step"] for r in logged] == [1, 2, 3, 4]
     assert any(r["groups_without_signal"] < 3 for r in logged)  # some groups carried a learning signal
     assert all(GRPO_METRICS <= set(r) for r in logged), GRPO_METRICS - set(logged[0])
-    for name in ("curves.png", "config.yaml", "summary.json", "eval/eval.json", "eval/eval.png"):
+    for name in ("curves.png", "config.yaml", "summary.json", "eval/eval.json", "eval/eval.png", "eval/report.html"):
         assert (tmp_path / "grpo" / name).is_file(), name
+    page = (tmp_path / "grpo" / "eval" / "report.html").read_text()
+    n_eval = sum(d["n"] for d in grpo["eval"]["datasets"].values())
+    assert page.count('<section class="item') == n_eval and f"scorer {digest}" in page
     assert list((tmp_path / "grpo" / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "grpo" / "checkpoints" / "step_000002" / "optimizer.pt").is_file()
 

@@ -10,6 +10,7 @@ from rewards import Scorer
 
 from ..data.records import write_json
 from ..eval.generate import load_test_set, run_generation
+from ..eval.html_report import write_html_report
 from ..eval.metrics import evaluation_report
 from ..eval.report import format_table, write_report
 from ..models.generation import SamplingConfig
@@ -19,6 +20,7 @@ from .plan import EvalPlan
 logger = logging.getLogger(__name__)
 
 SCORER_FILE = "scorer.json"
+REPORT_FILE = "report.html"
 
 
 def run_scorer(config: RecipeConfig, out: Path) -> Scorer:
@@ -35,7 +37,7 @@ def run_scorer(config: RecipeConfig, out: Path) -> Scorer:
 
 def evaluate(plan: EvalPlan, model_dir: str | Path, out_dir: str | Path, scorer: Scorer, progress: bool = True) -> dict:
     """Balanced accuracy and the run's reward of `model_dir` on the evaluation records
-    (predictions, JSON, CSV, PNG in out_dir)."""
+    (predictions, JSON, CSV, PNG and the visual report.html in out_dir)."""
     out_dir = Path(out_dir)
     records = load_test_set(plan.records, plan.shots)
     predictions = out_dir / "predictions.jsonl"
@@ -47,5 +49,6 @@ def evaluate(plan: EvalPlan, model_dir: str | Path, out_dir: str | Path, scorer:
     )
     report = evaluation_report(predictions, "tags", scorer)
     write_report(report, out_dir / "eval.json", plan.backbone, plan.shots)
+    write_html_report(predictions, records, out_dir / REPORT_FILE, scorer)
     logger.info("evaluation of %s:\n%s", model_dir, format_table(report))
     return report

@@ -3,6 +3,7 @@
 iadr1-eval run --model DIR --data FILE|MMAD.json --shots 0|1 --out preds.jsonl
 iadr1-eval score preds.jsonl [--format tags|plain] --json OUT.json
 iadr1-eval compare before.jsonl after.jsonl [--json OUT.json]
+iadr1-eval report preds.jsonl --data FILE --out report.html [--limit N]
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .html_report import write_html_report
+
+    path = write_html_report(args.predictions, args.data, args.out, load_scorer(args.scorer), args.limit, args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
 SCORER_HELP = "scorer config: a run's scorer.json or any JSON/YAML scorer config (default: the contract's)"
 
 
@@ -138,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", type=Path, help="write the changes here")
     compare.add_argument("--scorer", type=Path, help=SCORER_HELP)
     compare.set_defaults(func=cmd_compare)
+    report = sub.add_parser(
+        "report",
+        help="a self-contained HTML page: each item's image, grid, cells, completion and reward",
+        formatter_class=formatter,
+    )
+    report.add_argument("predictions", help="predictions JSONL from iadr1-eval run (- for stdin)")
+    report.add_argument(
+        "--data", required=True, type=Path, help="the records (JSONL) or MMAD JSON the predictions came from"
+    )
+    report.add_argument("--out", required=True, type=Path, help="the HTML file to write")
+    report.add_argument(
+        "--limit", type=int, help="show at most N items, sampled so that every outcome is represented (default: all)"
+    )
+    report.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
+    report.add_argument("--scorer", type=Path, help=SCORER_HELP)
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -156,9 +156,9 @@ def test_grpo_killed_with_sigkill_resumes_identically(ray_session, tmp_path, for
         *overrides(tmp_path, formatted_model, synthetic_records),
         f"grpo.init={formatted_model}",
         "data.shots=1",  # as the formatted model learned them: a reference, then the query
-        "grpo.steps=4",
+        "grpo.steps=3",
         "grpo.max_new_tokens=40",
-        "checkpoint.every=2",
+        "checkpoint.every=1",
     ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     run_grpo(load_config(None, [*base, f"grpo.output={tmp_path / 'straight'}"]), progress=False, run_eval=False)
@@ -166,7 +166,7 @@ def test_grpo_killed_with_sigkill_resumes_identically(ray_session, tmp_path, for
     victim = subprocess.Popen(
         killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    wait_for(tmp_path / "killed" / "checkpoints" / "step_000002", victim)
+    wait_for(tmp_path / "killed" / "checkpoints" / "step_000001", victim)
     os.killpg(victim.pid, signal.SIGKILL)  # the driver and the local Ray it started (its own session)
     victim.wait()
     assert not (tmp_path / "killed" / "final").exists()
@@ -177,7 +177,7 @@ def test_grpo_killed_with_sigkill_resumes_identically(ray_session, tmp_path, for
     assert any(not torch.equal(initial[k], a[k]) for k in a)  # SC-GRPO moved the policy
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     logged = lambda d: [(r["step"], r["reward_total"], r["kl"]) for r in rows(tmp_path / d / "metrics.jsonl")]  # noqa: E731
-    assert logged("straight") == logged("killed") and len(logged("killed")) == 4
+    assert logged("straight") == logged("killed") and len(logged("killed")) == 3
 
 
 def test_sft_stopped_with_sigterm_leaves_nothing_and_resumes(ray_session, tmp_path, tiny_model_dir, synthetic_records):

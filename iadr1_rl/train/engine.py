@@ -103,6 +103,19 @@ class TrainEngine:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
+def _skip_inference_comm_op() -> None:
+    """DeepSpeed's CPU backend JIT-compiles a shared-memory C++ op (`deepspeed_shm_comm`)
+    whenever it starts without one cached: measured 46 s with g++ here, on every fresh
+    machine (CI), and a failure without a compiler. It serves only `inference_all_reduce`
+    (tensor-parallel inference kernels), which training never calls: not building it."""
+    import importlib
+
+    # importlib, not `import deepspeed.comm.torch as …`: that name resolves to the `torch`
+    # package, which deepspeed.comm re-exports.
+    backend = importlib.import_module("deepspeed.comm.torch")
+    backend.build_shm_op = lambda: None
+
+
 class DeepSpeedEngine(TrainEngine):
     """DeepSpeed ZeRO over the ranks: our AdamW and schedule as DeepSpeed's client
     optimizer and scheduler, clipping and accumulation done by DeepSpeed."""
@@ -123,7 +136,10 @@ class DeepSpeedEngine(TrainEngine):
             raise ImportError(
                 "strategy 'deepspeed' needs DeepSpeed: pip install 'iadr1-rl[deepspeed]' (or strategy 'ddp')"
             ) from error
-        init_process_group(spec, next(model.parameters()).device)
+        device = next(model.parameters()).device
+        if device.type == "cpu":
+            _skip_inference_comm_op()
+        init_process_group(spec, device)
         self.module, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,
             optimizer=self.optimizer,

@@ -196,3 +196,31 @@ def test_a_missing_records_file_says_how_to_make_one(tmp_path):
     assert done.returncode == 2 and "not found" in done.stderr
     done = run_cli("iadr1_rl.data.cli", "export", "--to", "openrlhf", str(tmp_path / "nope.jsonl"), "out.jsonl")
     assert done.returncode == 2 and "records file not found" in done.stderr and "iadr1-data synth" in done.stderr
+
+
+def test_convert_reads_stdin(synthetic_records, tmp_path):
+    """sharegpt rows piped in (as `export … -` writes them) convert back to records."""
+    exported = run_cli("iadr1_rl.data.cli", "-q", "export", "--to", "sharegpt", str(synthetic_records), "-")
+    assert exported.returncode == 0, exported.stderr
+    out = tmp_path / "back.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "iadr1_rl.data.cli", "convert", "--from", "sharegpt", "-", str(out)],
+        input=exported.stdout,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,  # the rows' image paths are relative to the folder they were written for
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(out.read_text().splitlines()) == 24
+
+
+# ------------------------------------------------------------------ evaluation hints
+@pytest.mark.parametrize(("output", "hinted"), [("Yes, there is a scratch.", True), (COMPLETION, False)])
+def test_score_hints_format_plain_when_most_outputs_are_unparsed(output, hinted):
+    rows = [{"id": str(i), "dataset": "D", "label": {"answer": "no"}, "output": output} for i in range(4)]
+    done = run_cli("iadr1_rl.eval.cli", "score", "-", stdin="".join(json.dumps(r) + "\n" for r in rows))
+    assert done.returncode == 0, done.stderr
+    assert ("--format plain" in done.stderr) == hinted, done.stderr
+    if hinted:
+        assert "4 of 4 outputs have no answer in the 'tags' format" in done.stderr

@@ -235,3 +235,26 @@ def test_the_cli_writes_the_page_and_names_a_wrong_records_file(predictions, tmp
     assert eval_main(["report", str(path), "--data", str(other), "--out", str(tmp_path / "x.html")]) == 2
     assert "have no record with their id" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_an_mmad_file_as_data_with_its_image_root(tmp_path, capsys):
+    """MMAD predictions (ids are image paths) over the MMAD question file, images elsewhere."""
+    root = tmp_path / "MMAD"
+    (root / "DS" / "bottle" / "test" / "crack").mkdir(parents=True)
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(root / "DS" / "bottle" / "test" / "crack" / "000.png")
+    key = "DS/bottle/test/crack/000.png"
+    question = {"Question": "Is there any defect in the object?", "Answer": "A", "Options": {"A": "Yes.", "B": "No."}}
+    mmad = tmp_path / "questions" / "test_DS_format.json"
+    mmad.parent.mkdir()
+    mmad.write_text(json.dumps({key: {"image_path": key, "conversation": [question]}}))
+    label = {"answer": "yes", "location": "", "cells": [], "type": "crack", "dataset": "DS"}
+    row = {"id": key, "dataset": "DS", "label": label, "output": "<think>t</think><answer>yes</answer>"}
+    predictions = tmp_path / "preds.jsonl"
+    predictions.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "mmad.html"
+    args = ["report", str(predictions), "--data", str(mmad), "--out", str(out), "--image-root", str(root)]
+    assert eval_main(args) == 0
+    text = out.read_text()
+    assert "image not" not in text  # found under --image-root
+    assert eval_main([*args[:-2]]) == 0  # without it, the page still comes, saying so
+    assert f"image not found: {mmad.parent / key}" in out.read_text()

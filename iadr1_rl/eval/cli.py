@@ -94,7 +94,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .html_report import write_html_report
 
-    path = write_html_report(args.predictions, args.data, args.out, load_scorer(args.scorer), args.limit, args.seed)
+    scorer = load_scorer(args.scorer)
+    path = write_html_report(args.predictions, args.data, args.out, scorer, args.limit, args.seed, args.image_root)
     print(f"wrote {path}")
     return 0
 
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, help="show at most N items, sampled so that every outcome is represented (default: all)"
     )
     report.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
+    report.add_argument("--image-root", type=Path, help="where MMAD image paths start (as for run)")
     report.add_argument("--scorer", type=Path, help=SCORER_HELP)
     report.set_defaults(func=cmd_report)
     return parser

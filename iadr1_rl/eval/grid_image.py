@@ -42,6 +42,8 @@ def load_thumbnail(path: str | Path | None, side: int = THUMBNAIL) -> tuple[Imag
     a note; a grey square with a note when the image cannot be read."""
     try:
         image = Image.open(path).convert("RGB") if path else None
+    except FileNotFoundError:
+        image, note = None, f"image not found: {path}"
     except (OSError, UnidentifiedImageError) as error:
         image, note = None, f"image not readable: {error.__class__.__name__}"
     else:

@@ -31,14 +31,15 @@ _TAG = re.compile(r"(</?(?:think|location|type|answer)>)")
 
 
 # ------------------------------------------------------------------ items
-def records_by_id(data: str | Path | Iterable[Record]) -> dict[str, Record]:
-    """The test records keyed by id: a records JSONL, an MMAD question JSON, or records."""
+def records_by_id(data: str | Path | Iterable[Record], image_root: str | Path | None = None) -> dict[str, Record]:
+    """The test records keyed by id: a records JSONL, an MMAD question JSON (its image paths
+    under `image_root`, as for `iadr1-eval run`), or records."""
     if isinstance(data, str | Path):
         path = Path(data)
         if path.suffix == ".json":
             from ..data.converters import from_mmad
 
-            data = from_mmad(path)
+            data = from_mmad(path, image_root)
         else:
             data = iter_records(path)
     return {record.id: record for record in data}
@@ -256,12 +257,13 @@ def write_html_report(
     scorer: Scorer | None = None,
     limit: int | None = None,
     seed: int = 0,
+    image_root: str | Path | None = None,
 ) -> Path:
     """Write the visual report of a predictions file (`iadr1-eval run`'s output) over the
     records it was generated from; returns the page's path."""
     scorer = scorer or Scorer()
     rows = prediction_rows(predictions)
-    items = build_items(rows, records_by_id(data), scorer)
+    items = build_items(rows, records_by_id(data, image_root), scorer)
     summary = summary_of(rows, items, scorer, str(predictions))
     summary["grid"] = scorer.grid
     shown = sample_items(items, limit, seed)

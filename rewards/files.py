@@ -22,6 +22,11 @@ def is_stdio(path: str | Path | None) -> bool:
     return path is not None and str(path) == STDIO
 
 
+def folder_of(path: str | Path) -> Path:
+    """Where the relative paths inside a file start: its folder, or the current one for `-`."""
+    return Path.cwd() if is_stdio(path) else Path(path).resolve().parent
+
+
 @contextmanager
 def open_input(path: str | Path, what: str = "input file", hint: str = "", errors: str = "strict") -> Iterator[TextIO]:
     """A text file to read, or stdin for `-`; FileNotFoundError naming `what` (and how to

@@ -193,7 +193,17 @@ def test_the_embedded_picture_is_the_scored_cells(predictions, tmp_path):
 
 
 def item(outcome: str, flaws=()) -> ReportItem:
-    return ReportItem(id=outcome, dataset="d", label={}, output="", score=None, outcome=outcome, flaws=list(flaws))
+    return ReportItem(
+        id=outcome,
+        dataset="d",
+        label={},
+        output="",
+        score=None,
+        predicted=None,
+        metrics={},
+        outcome=outcome,
+        flaws=list(flaws),
+    )
 
 
 @pytest.mark.parametrize("limit", [1, 5, 8, 20, 99])

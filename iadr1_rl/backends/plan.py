@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.records import Record, load_records, shape_for_shots
+from ..data.records import MAKE_RECORDS, Record, load_records, shape_for_shots
 from ..models.generation import SamplingConfig
 from ..models.loading import check_model_dir
 from ..train.config import RecipeConfig
@@ -84,8 +84,15 @@ class RunPlan:
     eval: EvalPlan | None
 
 
+class _PlanWithRecords:
+    """A stage's plan as plain data, its records by id and images (what the key tests read)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "records": [(r.id, r.images) for r in self.records]}
+
+
 @dataclass(frozen=True)
-class SFTPlan:
+class SFTPlan(_PlanWithRecords):
     run: RunPlan
     model: ModelPlan
     records: list[Record] = field(repr=False)
@@ -125,12 +132,9 @@ class SFTPlan:
             resources={f"policy rank {r}": placement(config, "policy") for r in range(sft.world_size)},
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "records": [(r.id, r.images) for r in self.records]}
-
 
 @dataclass(frozen=True)
-class GRPOPlan:
+class GRPOPlan(_PlanWithRecords):
     run: RunPlan
     model: ModelPlan
     init: str  # the reference model, and the policy's start
@@ -180,9 +184,6 @@ class GRPOPlan:
             },
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "records": [(r.id, r.images) for r in self.records]}
-
 
 def model_plan(config: RecipeConfig, path: str) -> ModelPlan:
     check_model_dir(path)  # a clear error before Ray starts
@@ -231,16 +232,10 @@ def placement(config: RecipeConfig, actor: str) -> dict[str, float]:
     return {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus}
 
 
-NO_RECORDS_HINT = (
-    "make records with `iadr1-data synth --n 1000 OUT_DIR` (synthetic defects) or `iadr1-data convert …` "
-    "(MVTec-AD, MMAD, the authors' formats; docs/data.md), then set data.train=OUT_DIR/records.jsonl"
-)
-
-
 def training_records(path: str, shots: int, need_response: bool, key: str = "data.train") -> list[Record]:
     """The training records (named by config `key`), shaped for `data.shots` (0: the query
     image only), with a clear error for a missing file, an empty one or missing targets."""
-    hint = NO_RECORDS_HINT.replace("data.train", key)
+    hint = f"{MAKE_RECORDS}; then set {key}=DIR/records.jsonl"
     if not path:
         raise ValueError(f"{key} is not set in the config: {hint}")
     if not Path(path).is_file():

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rewards.files import is_stdio
+from rewards.files import folder_of, is_stdio
 
 from ..cli_errors import run_command
 from .converters import (
@@ -75,7 +75,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     else:
         records = from_sharegpt(source)
     count = write_records(records, args.output)
-    report(f"wrote {count} records to {'stdout' if is_stdio(args.output) else args.output}", args.output)
+    report_written(f"{count} records", args.output)
     return 0
 
 
@@ -97,18 +97,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     elif args.target == "hf":
         count = write_hf_dataset(to_hf_columns(records, args.prompt), Path(out))
     else:
-        # Image paths are written relative to the output's folder (the current one for stdout).
-        base = Path.cwd() if is_stdio(out) else Path(out).resolve().parent
+        base = folder_of(out)  # image paths are written relative to the output's folder
         rows = to_authors_grpo(records, base) if args.target == "authors-grpo" else to_sharegpt(records, base)
         write_json(rows, out)
         count = len(rows)
-    report(f"wrote {count} rows to {'stdout' if is_stdio(out) else out}", out)
+    report_written(f"{count} rows", out)
     return 0
 
 
-def report(message: str, output: str | Path) -> None:
-    """A command's result line: on stderr when the data itself goes to stdout."""
-    print(message, file=sys.stderr if is_stdio(output) else sys.stdout)
+def report_written(what: str, output: str | Path) -> None:
+    """ "wrote N … to OUTPUT": on stderr when the data itself goes to stdout."""
+    to_stdout = is_stdio(output)
+    print(f"wrote {what} to {'stdout' if to_stdout else output}", file=sys.stderr if to_stdout else sys.stdout)
 
 
 def write_parquet(rows: list[dict], path: Path) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rewards import parse_label
-from rewards.files import is_stdio, open_input
+from rewards.files import folder_of, open_input
 
 from .defect_types import defect_type
 from .masks import DEFAULT_MIN_SHARE, location_text, mask_file_cells
@@ -132,7 +132,7 @@ def from_mmad(
         raise ValueError(f"{path}: cannot read an MMAD JSON file ({error})") from error
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected an object keyed by image path")
-    root = Path(image_root) if image_root is not None else _base(path)
+    root = Path(image_root) if image_root is not None else folder_of(path)
     for key, item in data.items():
         image_path = item.get("image_path", key)
         detection = next(
@@ -170,11 +170,6 @@ def _read_text(path: Path) -> str:
         return handle.read()
 
 
-def _base(path: Path) -> Path:
-    """Where a file's relative image paths start: its folder, or the current one for stdin."""
-    return Path.cwd() if is_stdio(path) else path.resolve().parent
-
-
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     """A JSON array or JSONL file of objects."""
     text = _read_text(path).strip()
@@ -205,7 +200,7 @@ def _label_from_solution(solution: str, where: str) -> dict[str, Any]:
 def from_authors_grpo(path: str | Path) -> Iterator[Record]:
     """Records from the authors' SC-GRPO JSON: `{"image", "problem", "solution"}` rows."""
     path = Path(path)
-    base = _base(path)
+    base = folder_of(path)
     for index, row in enumerate(_read_rows(path)):
         where = f"{path}: row {index}"
         for key in ("image", "solution"):
@@ -243,7 +238,7 @@ def solution_from_label(label: Mapping[str, Any]) -> str:
 def from_sharegpt(path: str | Path) -> Iterator[Record]:
     """Records from LLaMA-Factory sharegpt rows: `{"messages": [user, assistant], "images": [...]}`."""
     path = Path(path)
-    base = _base(path)
+    base = folder_of(path)
     for index, row in enumerate(_read_rows(path)):
         where = f"{path}: row {index}"
         messages = row.get("messages") or row.get("conversations")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewards.files import atomic_open, fsync_path, is_stdio, open_input
+from rewards.files import atomic_open, folder_of, fsync_path, open_input
 
 __all__ = ["atomic_open", "fsync_path"]  # re-exported: every writer of the toolkit uses them
 
@@ -129,7 +129,7 @@ def iter_records(path: str | Path, progress: bool = False, skip_bad: bool = Fals
 
     A bad line raises RecordError (file and line number) unless `skip_bad`.
     """
-    base = Path.cwd() if is_stdio(path) else Path(path).resolve().parent
+    base = folder_of(path)
     path = Path(path)
     with open_input(path, what="records file", hint=MAKE_RECORDS) as handle:
         lines: Iterable[str] = handle
@@ -169,7 +169,7 @@ def shape_for_shots(records: list[Record], shots: int, source: str | Path) -> li
 
 def write_records(records: Iterable[Record], path: str | Path) -> int:
     """Write records atomically (temporary file, then rename); paths relative to the file."""
-    base = Path.cwd() if is_stdio(path) else Path(path).resolve().parent
+    base = folder_of(path)
     return write_jsonl((r.to_json(base) for r in records), path)
 
 

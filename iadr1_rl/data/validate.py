@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rewards import Scorer
-from rewards.files import is_stdio, open_input
+from rewards.files import folder_of, open_input
 from rewards.patterns import ANOMALOUS_SEQUENCE, NORMAL_SEQUENCE, normalise_answer, parse_completion
 
 from .records import MAKE_RECORDS, Record
@@ -65,7 +65,7 @@ def record_problems(record: Record, scorer: Scorer, check_images: bool = True) -
 
 def validate_file(path: str | Path, check_images: bool = True) -> tuple[int, list[Problem]]:
     """(records read, problems) for a JSONL records file; never stops at the first."""
-    base = Path.cwd() if is_stdio(path) else Path(path).resolve().parent
+    base = folder_of(path)
     scorer = Scorer()
     problems: list[Problem] = []
     seen: dict[str, int] = {}

@@ -19,9 +19,9 @@ from pathlib import Path
 from rewards import Scorer
 
 from ..data.records import Record, atomic_open, iter_records
-from .answers import extract_prediction, prediction_rows, read_predictions
+from .answers import extract_prediction, prediction_rows
 from .grid_image import LABEL_COLOUR, PREDICTED_COLOUR, grid_picture
-from .metrics import reward_summary, score_predictions
+from .metrics import score_metrics, score_predictions, summarise
 from .outcomes import FLAWS, OUTCOMES, ReportItem, flaws_of, outcome_of, sample_items
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def build_items(rows: list[dict], records: dict[str, Record], scorer: Scorer) ->
         record = records[str(row["id"])]
         score = scorer.score(row["output"], row["label"])
         parsed = scorer.parse_label(row["label"])
+        predicted = extract_prediction(row["output"])
         items.append(
             ReportItem(
                 id=str(row["id"]),
@@ -65,7 +66,9 @@ def build_items(rows: list[dict], records: dict[str, Record], scorer: Scorer) ->
                 label=row["label"],
                 output=row["output"] or "",
                 score=score,
-                outcome=outcome_of(row["label"]["answer"], extract_prediction(row["output"])),
+                predicted=predicted,
+                metrics=score_metrics(score, parsed),
+                outcome=outcome_of(row["label"]["answer"], predicted),
                 flaws=flaws_of(score, bool(parsed.type)),
                 image=record.query_image,
                 category=str(row["label"].get("category") or ""),
@@ -74,18 +77,20 @@ def build_items(rows: list[dict], records: dict[str, Record], scorer: Scorer) ->
     return items
 
 
-def summary_of(rows: list[dict], items: list[ReportItem], scorer: Scorer, source: str) -> dict:
-    """What the header shows, over every item (not only those on the page)."""
-    accuracy = score_predictions(read_predictions(rows, "tags", source))
+def summary_of(items: list[ReportItem], scorer: Scorer) -> dict:
+    """What the header shows, over every item (not only those on the page), from the
+    items' scores and answers: nothing is scored or parsed twice."""
+    accuracy = score_predictions((item.dataset, item.label["answer"], item.predicted) for item in items)
     n = len(items) or 1
     return {
         "balanced_accuracy": accuracy["average_balanced_accuracy"],
         "datasets": {name: d["balanced_accuracy"] for name, d in accuracy["datasets"].items()},
-        "confusion": Counter((item.label["answer"], item.score.answer) for item in items),
+        "confusion": Counter((item.label["answer"], item.predicted) for item in items),
         "parts": {part: sum(getattr(i.score, part) for i in items) / n for part in (*PARTS, "total")},
         "counts": Counter(key for item in items for key in item.keys),
-        "reward": reward_summary(rows, scorer),
+        "reward": summarise([item.metrics for item in items]),
         "scorer": scorer.describe(),
+        "grid": scorer.grid,
         "n": len(items),
     }
 
@@ -264,8 +269,7 @@ def write_html_report(
     scorer = scorer or Scorer()
     rows = prediction_rows(predictions)
     items = build_items(rows, records_by_id(data, image_root), scorer)
-    summary = summary_of(rows, items, scorer, str(predictions))
-    summary["grid"] = scorer.grid
+    summary = summary_of(items, scorer)
     shown = sample_items(items, limit, seed)
     page = render_page(summary, shown, scorer.grid, sampled=len(shown) < len(items))
     with atomic_open(out) as handle:

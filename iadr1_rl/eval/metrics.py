@@ -89,9 +89,12 @@ def item_metrics(output: str, label: dict, scorer) -> dict[str, float]:
     separate "saw the right defect" from "named it in the label's words": a model can raise
     the type score by naming defects as the labels do while telling them apart no better.
     """
-    score = scorer.score(output, label)
+    return score_metrics(scorer.score(output, label), scorer.parse_label(label))
+
+
+def score_metrics(score, parsed) -> dict[str, float]:
+    """`item_metrics` of a score already computed, with its parsed label."""
     values = {"answer_accuracy": score.accuracy, "format_valid": score.consistency, "mean_reward": score.total}
-    parsed = scorer.parse_label(label)
     if parsed.anomalous and parsed.cells:  # a label without a location (no mask, as MMAD) measures nothing
         values["location_accuracy"] = score.location
     if parsed.anomalous and parsed.type:
@@ -106,7 +109,11 @@ def reward_summary(rows: list[dict], scorer) -> dict[str, float | None]:
     """Each prediction row scored once by `scorer`: format validity and mean reward over
     all items; location accuracy, type score and type category accuracy over the
     anomalous ones whose label gives them (None without any)."""
-    items = [item_metrics(row["output"], row["label"], scorer) for row in rows]
+    return summarise([item_metrics(row["output"], row["label"], scorer) for row in rows])
+
+
+def summarise(items: list[dict[str, float]]) -> dict[str, float | None]:
+    """The mean of each REWARD_SUMMARY metric over the items that have it (None: none has)."""
     summary: dict[str, float | None] = {}
     for metric in REWARD_SUMMARY:
         values = [item[metric] for item in items if metric in item]

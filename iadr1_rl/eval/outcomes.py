@@ -59,6 +59,8 @@ class ReportItem:
     label: dict
     output: str
     score: ScoreResult
+    predicted: str | None  # the answer as evaluation reads it (`<answer>` tag), None: unparsed
+    metrics: dict[str, float]  # the reward's view of the item (eval.metrics.score_metrics)
     outcome: str
     flaws: list[str] = field(default_factory=list)
     image: str | None = None  # the query image's path; None when the records do not have it

@@ -22,11 +22,10 @@ import tempfile
 from pathlib import Path
 
 from ..scorer import Scorer
-from .settings import ENV_TOKEN, ServerSettings
+from .settings import ENV_TOKEN, ServerSettings, limit_fields
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS = ServerSettings()
 MAX_WORKERS = 256
 APP = "rewards.server.app:app_from_env"
 PROTOCOL = "rewards.server.protocol:GuardedH11Protocol"
@@ -64,35 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve beyond loopback without a token (a private network only)",
     )
     limits = parser.add_argument_group("limits (see docs/server.md)")
-    limits.add_argument("--max-body-bytes", type=int, default=DEFAULTS.max_body_bytes, help="request body; 413 beyond")
-    limits.add_argument(
-        "--max-items", type=int, default=DEFAULTS.max_items, help="completions or queries per request; 413 beyond"
-    )
-    limits.add_argument(
-        "--max-text-chars", type=int, default=DEFAULTS.max_text_chars, help="characters per text; 413 beyond"
-    )
-    limits.add_argument(
-        "--max-header-bytes", type=int, default=DEFAULTS.max_header_bytes, help="request line and headers; 431 beyond"
-    )
-    limits.add_argument(
-        "--header-timeout",
-        type=float,
-        default=DEFAULTS.header_timeout,
-        help="seconds to receive a whole request head; a silent connection is closed then",
-    )
-    limits.add_argument(
-        "--body-timeout", type=float, default=DEFAULTS.body_timeout, help="seconds to receive a body after its head"
-    )
-    limits.add_argument(
-        "--keep-alive-timeout",
-        type=float,
-        default=DEFAULTS.keep_alive_timeout,
-        help="seconds an idle connection is kept after a response",
-    )
-    limits.add_argument(
-        "--max-connections", type=int, default=DEFAULTS.max_connections, help="open connections per worker; 503 beyond"
-    )
+    for item in limit_fields():
+        kind = type(item.default)
+        limits.add_argument(_flag(item.name), type=kind, default=item.default, help=item.metadata["help"])
     return parser
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def is_loopback(host: str) -> bool:
@@ -132,12 +110,12 @@ def check(args: argparse.Namespace) -> ServerSettings:
         raise ValueError(f"--port {args.port} is not a TCP port (1-65535)")
     if not 1 <= args.workers <= MAX_WORKERS:
         raise ValueError(f"--workers {args.workers} must be between 1 and {MAX_WORKERS}")
-    for name in ("max_body_bytes", "max_items", "max_text_chars", "max_header_bytes", "max_connections"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("header_timeout", "body_timeout", "keep_alive_timeout"):
-        if not getattr(args, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be above 0 seconds")
+    for item in limit_fields():
+        value = getattr(args, item.name)
+        if isinstance(item.default, int) and value < 1:
+            raise ValueError(f"{_flag(item.name)} must be at least 1")
+        if isinstance(item.default, float) and not value > 0:
+            raise ValueError(f"{_flag(item.name)} must be above 0 seconds")
     token = read_token(args)
     if not is_loopback(args.host) and token is None and not args.allow_unauthenticated:
         raise ValueError(
@@ -151,14 +129,7 @@ def check(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(
         config=os.path.abspath(args.config) if args.config else None,
         token=token,
-        max_body_bytes=args.max_body_bytes,
-        max_items=args.max_items,
-        max_text_chars=args.max_text_chars,
-        max_header_bytes=args.max_header_bytes,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        keep_alive_timeout=args.keep_alive_timeout,
-        max_connections=args.max_connections,
+        **{item.name: getattr(args, item.name) for item in limit_fields()},
     )
 
 

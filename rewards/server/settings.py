@@ -9,27 +9,36 @@ same limits.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 
 ENV_PREFIX = "IADR1_REWARD_"
 ENV_CONFIG = "IADR1_SCORER_CONFIG"
 ENV_TOKEN = "IADR1_REWARD_TOKEN"
 
 
+def _limit(default: int | float, help: str):
+    """A limit a client could push against: its default and the help of its flag."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class ServerSettings:
-    """Defaults suit a training cluster: OpenRLHF sends one sample (a few KB) per request."""
+    """Defaults suit a training cluster: OpenRLHF sends one sample (a few KB) per request.
+
+    Every field after `token` is a limit: `cli.py` makes a flag of each (`--max-body-bytes`,
+    …) from its type, default and help, and checks it (counts at least 1, seconds above 0).
+    """
 
     config: str | None = None  # scorer config (JSON/YAML); None: the contract's defaults
     token: str | None = None  # bearer token every call but /health and /metrics must carry
-    max_body_bytes: int = 8 * 1024 * 1024  # 413 beyond (before the body is read)
-    max_items: int = 4096  # completions or queries per request; 413 beyond
-    max_text_chars: int = 256 * 1024  # characters per completion, query, prompt or label text; 413 beyond
-    max_header_bytes: int = 16 * 1024  # request line and headers; 431 beyond (h11's limit)
-    header_timeout: float = 10.0  # seconds from connect (or a next request's first byte) to a whole head
-    body_timeout: float = 30.0  # seconds from the head to the end of the body
-    keep_alive_timeout: float = 5.0  # seconds an idle connection is kept after a response (uvicorn's)
-    max_connections: int = 512  # open connections per worker; 503 beyond
+    max_body_bytes: int = _limit(8 * 1024 * 1024, "request body; 413 beyond")  # checked before the body is read
+    max_items: int = _limit(4096, "completions or queries per request; 413 beyond")
+    max_text_chars: int = _limit(256 * 1024, "characters per text; 413 beyond")  # completion, query, prompt, label
+    max_header_bytes: int = _limit(16 * 1024, "request line and headers; 431 beyond")  # h11's limit
+    header_timeout: float = _limit(10.0, "seconds to receive a whole request head; a silent connection is closed then")
+    body_timeout: float = _limit(30.0, "seconds to receive a body after its head")
+    keep_alive_timeout: float = _limit(5.0, "seconds an idle connection is kept after a response")  # uvicorn's
+    max_connections: int = _limit(512, "open connections per worker; 503 beyond")
 
     def to_env(self) -> dict[str, str]:
         """The variables that carry these settings to a worker (None values are left out)."""
@@ -59,3 +68,8 @@ def settings_from_env(environ: dict[str, str] | None = None) -> ServerSettings:
         except ValueError as error:
             raise ValueError(f"{_env_name(item.name)}={raw!r} is not a {kind.__name__}") from error
     return ServerSettings(**values)
+
+
+def limit_fields() -> list[Field]:
+    """The limits, in order: every field that carries a flag's help."""
+    return [item for item in fields(ServerSettings) if "help" in item.metadata]

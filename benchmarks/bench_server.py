@@ -91,7 +91,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def in_process_rate(queries: list[str], labels: list[dict]) -> float:
     """Completions per second scoring the same queries in this process (no HTTP, no JSON)."""
-    from rewards.protocol import score_queries
+    from rewards.wire import score_queries
 
     scorer = Scorer()
     start = time.perf_counter()

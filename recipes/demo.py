@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from iadr1_rl.backends.recipe_cli import Stopped, stop_on_signals  # noqa: E402
+from iadr1_rl.backends.signals import Stopped, stop_on_signals  # noqa: E402
 from iadr1_rl.data.prompts import prompt_text  # noqa: E402
 from iadr1_rl.data.records import load_records, write_json  # noqa: E402
 from iadr1_rl.data.synth import SynthConfig, synthesize  # noqa: E402

@@ -1,6 +1,7 @@
 """SC-GRPO: group-relative policy optimisation with the four-part IAD-R1 reward.
 
 python recipes/sc_grpo.py --config recipes/configs/demo.yaml [key=value …] [--resume]
+python recipes/sc_grpo.py --config recipes/configs/qwen2_vl_2b.yaml --dry-run   # each actor's memory plan
 ray job submit --working-dir . -- python recipes/sc_grpo.py --config … --root "$PWD"
 python recipes/sc_grpo.py --config recipes/configs/qwen2_5_vl_3b.yaml --backend openrlhf [--dry-run]
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout, in a Ray job too
 
-from iadr1_rl.backends.local_grpo import run_grpo
+from iadr1_rl.backends.local.grpo import run_grpo
 from iadr1_rl.backends.recipe_cli import parse_recipe_args, recipe_parser, run_recipe
 
 
@@ -20,9 +21,6 @@ def build_parser():
     parser = recipe_parser(__doc__.split("\n")[1])
     parser.add_argument(
         "--backend", choices=("local", "openrlhf"), help="overrides resources.backend (default: the config's)"
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="openrlhf: print the command, its environment and length; start nothing"
     )
     return parser
 
@@ -35,9 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         from iadr1_rl.backends import openrlhf
 
         return openrlhf.run(config, dry_run=args.dry_run)
-    if args.dry_run:
-        parser.error("--dry-run applies to --backend openrlhf")
-    return run_recipe(run_grpo, args, config)
+    return run_recipe(run_grpo, args, config, "sc_grpo")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from .labels import Label, parse_label
 from .location import cells_to_text, location_cells
 from .patterns import extract_answer, matches_anomalous_pattern, matches_normal_pattern
 from .result import PARTS, ScoreResult, Weights
-from .scorer import PRESETS, GroupScore, Scorer, group_advantages
+from .scorer import PRESETS, SCORER_CONFIG_ENV, GroupScore, Scorer, group_advantages
 from .type_match import SAME_CATEGORY_RULES, TypeMatch, TypeMatcher, TypeRuleScores, type_score
 from .vocabulary import Vocabulary, normalise_type
 
@@ -18,6 +18,7 @@ __all__ = [
     "PARTS",
     "PRESETS",
     "SAME_CATEGORY_RULES",
+    "SCORER_CONFIG_ENV",
     "GroupScore",
     "Label",
     "ScoreResult",

@@ -1,7 +1,7 @@
 """A reward server seen from a trainer: OpenRLHF's `/get_reward` call, with a token.
 
 OpenRLHF's own remote reward client sends no headers, so it cannot reach a token-protected
-server. The reward file (`rewards/openrlhf_reward.py`) forwards through this client
+server. The OpenRLHF reward file (`rewards/integrations/openrlhf.py`) forwards through this client
 instead when `IADR1_REWARD_URL` is set. Every failure is an error naming the server and
 what went wrong, after a few attempts: a training job never gets a silent default reward.
 Standard library only.

@@ -27,9 +27,21 @@ from .result import PARTS, ScoreResult, Weights
 from .type_match import TypeMatcher, TypeRuleScores
 from .vocabulary import Vocabulary, read_mapping
 
-__all__ = ["PARTS", "PRESETS", "GroupScore", "ScoreResult", "Scorer", "Weights", "group_advantages"]
+__all__ = [
+    "PARTS",
+    "PRESETS",
+    "SCORER_CONFIG_ENV",
+    "GroupScore",
+    "ScoreResult",
+    "Scorer",
+    "Weights",
+    "group_advantages",
+]
 
 PRESETS = ("default", "authors")
+# The environment variable naming a run's scorer config (its scorer.json) in processes the
+# run does not build itself: OpenRLHF's actors, framework workers, the server's workers.
+SCORER_CONFIG_ENV = "IADR1_SCORER_CONFIG"
 CONFIG_KEYS = ("preset", "grid", "weights", "vocabulary", "type_scores", "epsilon")
 LABEL_CACHE_SIZE = 65536  # distinct labels kept parsed; a data set with more re-parses some
 

@@ -176,9 +176,10 @@ def formatted_model(tiny_model_dir, synthetic_records, tmp_path_factory) -> Path
     their rewards differ (a random model earns 0 everywhere: no signal to train on)."""
     from iadr1_rl.actors.policy import PolicyActor
     from iadr1_rl.data.records import load_records
+    from iadr1_rl.train.engine import OptimizerSettings
 
     records = load_records(synthetic_records)[:8]
-    policy = PolicyActor(str(tiny_model_dir), lr=5e-3, total_steps=60, torch_threads=2)
+    policy = PolicyActor(str(tiny_model_dir), optimizer=OptimizerSettings(lr=5e-3, total_steps=60), torch_threads=2)
     for _ in range(40):
         policy.sft_step(records)
     out = tmp_path_factory.mktemp("formatted")

@@ -17,7 +17,7 @@ import yaml
 
 from iadr1_rl.backends import openrlhf
 from iadr1_rl.backends.keys import LOCAL, OPENRLHF, check_keys, markdown, table
-from iadr1_rl.backends.plan import GRPOPlan, SFTPlan
+from iadr1_rl.backends.local.plan import GRPOPlan, SFTPlan
 from iadr1_rl.train.config import config_keys, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,8 +140,9 @@ def alternatives(inputs: dict) -> dict[str, object]:
         "resources.rollout.num_gpus": 1.0,
         "resources.num_rollout_workers": 2,
         "resources.torch_threads": 3,
-        "resources.use_vllm": True,
         "resources.ray_address": "10.0.0.5:6379",
+        "memory.train_tokens": 4096,
+        "memory.logprob_tokens": 8192,
         "checkpoint.every": 3,
         "checkpoint.keep": 5,
         "eval.batch_size": 4,

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from iadr1_rl.backends import ray_env
+from iadr1_rl.backends.local import ray_env
 
 from .conftest import ROOT
 
 RAY = str(Path(sys.executable).parent / "ray")
 # One subprocess per connection, as each recipe is: prints the CPUs of the Ray it joined.
 CONNECT = (
-    "import ray; from iadr1_rl.backends import ray_env; "
+    "import ray; from iadr1_rl.backends.local import ray_env; "
     "ray_env.connect(num_cpus=2); print(ray.cluster_resources()['CPU'])"
 )
 

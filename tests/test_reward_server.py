@@ -285,7 +285,7 @@ def test_binds_loopback_by_default(monkeypatch):
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if not k.startswith("IADR1_")})
     assert main([]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 5000 and started["workers"] == 1
-    assert started["http"] == "rewards.server.protocol:GuardedH11Protocol"
+    assert started["http"] == "rewards.server.h11_guard:GuardedH11Protocol"
     assert started["h11_max_incomplete_event_size"] == 16 * 1024 and started["timeout_keep_alive"] == 5.0
     started.clear()
     assert main(["--host", "0.0.0.0", "--allow-unauthenticated"]) == 0 and started["host"] == "0.0.0.0"

@@ -1,4 +1,4 @@
-"""`rewards/openrlhf_reward.py` reached through OpenRLHF's own reward path.
+"""`rewards/integrations/openrlhf.py` reached through OpenRLHF's own reward path.
 
 OpenRLHF (installed --no-deps) loads our file by path in `SingleTurnAgentExecutor`,
 tokenises the VLM prompt with a real Qwen2-VL processor (expanding the image pads),
@@ -13,7 +13,9 @@ import pytest
 
 from rewards import Scorer
 
-REWARD_FILE = Path(__file__).resolve().parent.parent / "rewards" / "openrlhf_reward.py"
+ROOT = Path(__file__).resolve().parent.parent
+REWARD_FILE = ROOT / "rewards" / "integrations" / "openrlhf.py"
+EARLIER_PATH = ROOT / "rewards" / "openrlhf_reward.py"  # in users' command lines: must keep working
 RESPONSE = "<think>a dark hole</think><location>top left</location><type>holes</type><answer>yes</answer>"
 LABEL = {"answer": "yes", "location": "upper left", "type": "hole"}
 
@@ -29,6 +31,13 @@ def test_reward_through_openrlhf_executor(openrlhf_execute, tiny_processor, labe
     assert float(output["scores"][0]) == pytest.approx(1.0)
     assert set(output["extra_logs"]) == {"consistency", "accuracy", "location", "type"}
     assert float(output["extra_logs"]["type"][0]) == pytest.approx(1.0)
+
+
+def test_the_earlier_path_forwards_through_openrlhf_executor(openrlhf_execute):
+    for label, response, reward in ((LABEL, RESPONSE, 4.0), ({"answer": "no"}, RESPONSE, 0.0)):
+        output, _ = openrlhf_execute(str(EARLIER_PATH), label, response + "<|im_end|>")
+        assert float(output["reward"][0]) == reward
+        assert float(output["reward"][0]) == float(openrlhf_execute(str(REWARD_FILE), label, response)[0]["reward"][0])
 
 
 def test_wrong_answer_through_openrlhf_executor(openrlhf_execute):

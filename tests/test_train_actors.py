@@ -8,7 +8,9 @@ from iadr1_rl.actors import PolicyActor, ReferenceActor, RolloutActor
 from iadr1_rl.data.records import load_records
 from iadr1_rl.models.encoding import encode_prompts, generation_batch
 from iadr1_rl.models.generation import SamplingConfig
-from iadr1_rl.train.sequences import Sample, target_ids
+from iadr1_rl.train.engine import OptimizerSettings
+from iadr1_rl.train.losses import PPOSettings
+from iadr1_rl.train.sequences import GRPOBatch, Sample, target_ids
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,7 @@ def params(model):
 
 
 def test_sft_step_updates_and_weights_sync(tiny_model_dir, records):
-    policy = PolicyActor(str(tiny_model_dir), lr=1e-2, total_steps=10)
+    policy = PolicyActor(str(tiny_model_dir), optimizer=OptimizerSettings(lr=1e-2, total_steps=10))
     rollout = RolloutActor(str(tiny_model_dir))
     before = params(policy.model)
     metrics = policy.sft_step(records[:8], micro_batches=2)
@@ -29,25 +31,35 @@ def test_sft_step_updates_and_weights_sync(tiny_model_dir, records):
     after = params(policy.model)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     # The rollout worker still has the initial weights until it is sent the new ones.
-    assert all(torch.equal(rollout.model.state_dict()[k], before[k]) for k in before)
-    assert rollout.load_weights(policy.state_dict()) == 1
-    assert all(torch.equal(rollout.model.state_dict()[k], after[k]) for k in after)
+    engine = rollout.engine.model
+    assert all(torch.equal(engine.state_dict()[k], before[k]) for k in before)
+    count = policy.weight_buckets(bucket_bytes=200_000)  # several buckets
+    assert count > 2
+    held = [rollout.load_weights(policy.weight_bucket(i, version=1)) for i in range(count)]
+    assert held == [None] * (count - 1) + [1]  # it confirms the sync after the last bucket only
+    assert all(torch.equal(engine.state_dict()[k], after[k]) for k in after)
 
 
 def test_loss_decreases_on_a_repeated_batch(tiny_model_dir, records):
-    policy = PolicyActor(str(tiny_model_dir), lr=5e-3, total_steps=100)
+    policy = PolicyActor(str(tiny_model_dir), optimizer=OptimizerSettings(lr=5e-3, total_steps=100))
     losses = [policy.sft_step(records[:8])["loss"] for _ in range(15)]
     assert losses[-1] < losses[0] * 0.8
 
 
 def test_rollouts_are_groups_and_seeded(tiny_model_dir, records):
     rollout = RolloutActor(str(tiny_model_dir))
-    prompts = encode_prompts(rollout.processor, records[:3], "train")
+    prompts = encode_prompts(rollout.engine.processor, records[:3], "train")
     sampling = SamplingConfig(max_new_tokens=6, do_sample=True)
     first = rollout.generate(prompts, 4, sampling, seed=7)
     again = rollout.generate(prompts, 4, sampling, seed=7)
     assert [len(group) for group in first] == [4, 4, 4]  # one group of G per prompt, in order
     assert all(len(r.token_ids) <= 6 for group in first for r in group)
+    eos = rollout.engine.model.generation_config.eos_token_id
+    for completion in (c for group in first for c in group):  # stopped at the end of turn, or cut at the length
+        stopped = completion.token_ids[-1] == eos and eos not in completion.token_ids[:-1]
+        assert completion.finish_reason == ("stop" if stopped else "length")
+        assert stopped or len(completion.token_ids) == 6
+        assert completion.logprobs is None  # HF generate reports none
     assert [[r.token_ids for r in g] for g in first] == [[r.token_ids for r in g] for g in again]  # resumable
 
 
@@ -58,7 +70,7 @@ def samples_of(actor, chosen):
 
 
 def test_grpo_step_and_reference_logprobs(tiny_model_dir, records):
-    policy = PolicyActor(str(tiny_model_dir), lr=1e-3, total_steps=10)
+    policy = PolicyActor(str(tiny_model_dir), optimizer=OptimizerSettings(lr=1e-3, total_steps=10))
     reference = ReferenceActor(str(tiny_model_dir))
     samples = samples_of(policy, records[:4])
     ref = reference.response_logprobs(samples)
@@ -66,7 +78,7 @@ def test_grpo_step_and_reference_logprobs(tiny_model_dir, records):
     assert [len(x) for x in ref] == [len(s.response_ids) for s in samples]
     flat = lambda rows: [x for row in rows for x in row]  # noqa: E731
     assert flat(ref) == pytest.approx(flat(own), abs=1e-5)  # same weights before any update
-    metrics = policy.grpo_step(samples, [1.0, -1.0, 0.5, -0.5], None, ref, clip=0.2, beta=0.04)
+    metrics = policy.grpo_step(GRPOBatch(samples, [1.0, -1.0, 0.5, -0.5], ref), PPOSettings(clip=0.2, beta=0.04))
     assert metrics["kl"] == pytest.approx(0.0, abs=1e-6) and metrics["ratio"] == pytest.approx(1.0)
     assert flat(policy.response_logprobs(samples)) != pytest.approx(flat(own), abs=1e-5)  # the update moved it
     assert not any(p.requires_grad for p in reference.model.parameters())
@@ -77,7 +89,7 @@ def test_logprobs_are_those_of_the_sampling_policy(tiny_model_dir, records, temp
     """The importance ratio of the first update compares the policy with the one that
     sampled: at temperature T ≠ 1 both must be taken at T (as HF `generate` samples and
     OpenRLHF computes them), or the ratio and the KL are those of another policy."""
-    policy = PolicyActor(str(tiny_model_dir), lr=1e-3, total_steps=10)
+    policy = PolicyActor(str(tiny_model_dir), optimizer=OptimizerSettings(lr=1e-3, total_steps=10))
     prompts = encode_prompts(policy.processor, records[:3], "train")
     tokenizer = policy.processor.tokenizer
     inputs = generation_batch(prompts, tokenizer.pad_token_id or 0)
@@ -104,5 +116,5 @@ def test_logprobs_are_those_of_the_sampling_policy(tiny_model_dir, records, temp
     assert not torch.allclose(at_one, sampled, atol=1e-2)  # at T = 1 it would not be
     # The PPO step takes its log-probs at T too: with the sampler's as old, its ratio is 1.
     old = [row[:n].tolist() for row, n in zip(drawn, kept)]
-    metrics = policy.grpo_step(samples, [1.0, -1.0, 0.5], old, old, 0.2, 0.04, temperature)
+    metrics = policy.grpo_step(GRPOBatch(samples, [1.0, -1.0, 0.5], old, old), PPOSettings(temperature=temperature))
     assert metrics["ratio"] == pytest.approx(1.0, abs=1e-4) and metrics["clip_fraction"] == 0.0

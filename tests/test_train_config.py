@@ -51,6 +51,9 @@ BAD_OVERRIDES = [
     ("grpo.num_generations=8", "unknown key grpo.num_generations; did you mean grpo.group_size?"),
     ("grpo.kl_coef=0.1", "unknown key grpo.kl_coef; did you mean grpo.beta?"),
     ("sft.world_size=2", "sft: world_size 2 needs strategy ddp or deepspeed"),
+    # A key that was replaced: what took its place, not a spelling guess.
+    ("resources.use_vllm=true", "resources.use_vllm was replaced: the rollout engine is rollout.engine"),
+    ("rollout.engine=sglang", "rollout.engine: input should be"),
     ("grpo=3", "grpo: input should be a valid dictionary"),
     ("nonsense", "section.key=value"),
     ("grpo.lr=[", "not valid YAML"),

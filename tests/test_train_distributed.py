@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from iadr1_rl.backends.local_sft import run_sft
+from iadr1_rl.backends.local.sft import run_sft
 from iadr1_rl.train.config import load_config
 from iadr1_rl.train.distributed import DistributedSpec, deepspeed_config
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from iadr1_rl.backends.local_grpo import run_grpo
-from iadr1_rl.backends.local_sft import run_sft
+from iadr1_rl.backends.local.grpo import run_grpo
+from iadr1_rl.backends.local.sft import run_sft
 from iadr1_rl.train.config import load_config
 from rewards import Scorer
 
@@ -45,8 +45,14 @@ GRPO_METRICS = {
     "time_reward",
     "time_reference",
     "time_train",
+    "time_sync",
+    "time_step",
+    "memory_policy_gib",
+    "memory_reference_gib",
+    "memory_rollout_gib",
+    "micro_batches",
 }
-SFT_METRICS = {"loss", "lr", "grad_norm", "samples_per_second", "tokens_per_second"}
+SFT_METRICS = {"loss", "lr", "grad_norm", "samples_per_second", "tokens_per_second", "memory_policy_gib"}
 
 
 def overrides(run_dir: Path, model_dir: Path, records: Path) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iadr1_rl.backends.experience import reward_metrics
+from iadr1_rl.backends.local.experience import reward_metrics
 from rewards import Scorer
 
 HOLE = {"answer": "yes", "cells": [1], "type": "hole"}
@@ -17,7 +17,7 @@ WRONG_PLACE = "<think>t</think><location>bottom right</location><type>hole</type
 def metrics_of(pairs):
     scorer = Scorer()
     scores = [scorer.score(text, label) for text, label in pairs]
-    return reward_metrics(scores, [label["answer"] == "yes" for _, label in pairs])
+    return reward_metrics(scores, [label for _, label in pairs], scorer)
 
 
 def test_normalised_reward_does_not_depend_on_the_prompt_mix():

@@ -1,7 +1,7 @@
 """Ray actors of the local backend: policy training, the reference model, rollouts.
 
-Each is a plain class (usable and testable without Ray); `backends.local` wraps them
-with `ray.remote` and the resources the config asks for.
+Each is a plain class, usable and testable without Ray; the local backend's actor groups
+(`backends/local/actor_groups.py`) start them as Ray actors with the resources the config asks for.
 """
 
 from .policy import PolicyActor

@@ -1,4 +1,5 @@
-"""What every actor does: load a VLM once, set its threads, score response tokens."""
+"""What every model actor does: load a VLM once, set its threads, measure its peak memory,
+and score response tokens (forward only, in micro-batches by token budget)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ from collections.abc import Sequence
 import torch
 
 from ..models.generation import vision_token_ids
-from ..models.loading import load_vlm
-from ..train.sequences import Sample, collate, token_logprobs
+from ..models.loading import import_model_code, load_vlm
+from ..train.logprobs import response_logprobs
+from ..train.micro_batches import token_budget_batches
+from ..train.peak_memory import PeakMemory
+from ..train.sequences import Sample, collate
 
 logger = logging.getLogger(__name__)
+
+# The most padded tokens a forward-only log-prob pass holds (memory.logprob_tokens).
+DEFAULT_LOGPROB_TOKENS = 65536
+
+
+def device_for_actor() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ModelActor:
@@ -25,18 +36,26 @@ class ModelActor:
         family: str = "train",
         torch_threads: int = 0,
         max_pixels: int | None = None,
+        logprob_tokens: int = DEFAULT_LOGPROB_TOKENS,
     ) -> None:
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = device_for_actor()
+        import_model_code(model_path)  # the code's memory is the process's, not the model's
+        self.memory = PeakMemory(device)  # before the model loads: its baseline is not the model's
         self.model, self.processor = load_vlm(model_path, dtype=dtype, device=device, max_pixels=max_pixels)
         self.family = family
         self.model_path = model_path
+        self.logprob_tokens = logprob_tokens
         self.suppressed = vision_token_ids(self.model)  # as generation suppresses them
         logger.info("%s loaded %s on %s (pid %d)", type(self).__name__, model_path, device, os.getpid())
 
     def ready(self) -> bool:
         return True
+
+    def peak_memory(self) -> float | None:
+        """Bytes at the peak since the last call (the driver asks once per step)."""
+        return self.memory.take()
 
     def batch(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
         pad = self.processor.tokenizer.pad_token_id or 0
@@ -44,8 +63,22 @@ class ModelActor:
 
     @torch.no_grad()
     def response_logprobs(self, samples: Sequence[Sample], temperature: float = 1.0) -> list[list[float]]:
-        """log p of each response token at `temperature`, per sample (no gradients)."""
-        batch = self.batch(samples)
-        logprobs = token_logprobs(self.model, batch, temperature, self.suppressed)
-        mask = batch["response_mask"][:, 1:]
-        return [row[m].tolist() for row, m in zip(logprobs, mask)]
+        """log p of each response token at `temperature`, per sample (no gradients), in
+        forward passes of at most `logprob_tokens` padded tokens."""
+        out: list[list[float]] = [[] for _ in samples]
+        lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
+        for part in token_budget_batches(lengths, self.logprob_tokens, "memory.logprob_tokens"):
+            chosen = [samples[i] for i in part]
+            flat = response_logprobs(self.model, self.batch(chosen), temperature, self.suppressed).tolist()
+            for i, values in zip(part, split_by_response(flat, chosen)):
+                out[i] = values
+        return out
+
+
+def split_by_response(flat: Sequence[float], samples: Sequence[Sample]) -> list[list[float]]:
+    """Per-sample lists of a flat per-response-token sequence."""
+    out, start = [], 0
+    for sample in samples:
+        out.append(list(flat[start : start + len(sample.response_ids)]))
+        start += len(sample.response_ids)
+    return out

@@ -1,4 +1,5 @@
-"""PolicyActor: the trainable model and its optimiser; SFT and GRPO steps; checkpoints."""
+"""PolicyActor: the trainable model and its optimiser; SFT and GRPO steps in micro-batches
+by token budget; checkpoints."""
 
 from __future__ import annotations
 
@@ -9,30 +10,35 @@ import torch
 
 from ..data.records import Record
 from ..models.encoding import encode_prompts
+from ..rollout.weight_sync import DEFAULT_BUCKET_BYTES, WeightBucket, WeightSender
 from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
 from ..train.engine import OptimizerSettings, TrainEngine, build_engine
-from ..train.losses import grpo_loss, masked_mean, sft_loss
-from ..train.sequences import Sample, target_ids, token_logprobs
+from ..train.losses import GRPO_SUMS, PPOSettings, grpo_loss, sft_loss
+from ..train.micro_batches import TokenBudgetError, split_evenly, token_budget_batches
+from ..train.sequences import GRPOBatch, Sample, target_ids
 from .base import ModelActor
+
+# The most padded tokens one training forward (and its backward) holds (memory.train_tokens).
+DEFAULT_TRAIN_TOKENS = 16384
 
 
 class PolicyActor(ModelActor):
     def __init__(
         self,
         *args,
-        lr: float = 1e-5,
-        weight_decay: float = 0.0,
-        total_steps: int = 1,
-        warmup_steps: int = 0,
-        grad_clip: float = 1.0,
+        optimizer: OptimizerSettings = OptimizerSettings(),
         gradient_checkpointing: bool = False,
+        train_tokens: int = DEFAULT_TRAIN_TOKENS,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.optimizer_settings = OptimizerSettings(lr, weight_decay, total_steps, warmup_steps, grad_clip)
+        self.optimizer_settings = optimizer
+        self.train_tokens = train_tokens
+        self._sender: WeightSender | None = None
+        self._sender_bytes = 0
         # AdamW allocates its moments at the first step, so this costs nothing when
         # `join_group` replaces it with a distributed engine.
         self.engine: TrainEngine = build_engine(self.model, self.optimizer_settings)
@@ -52,76 +58,109 @@ class PolicyActor(ModelActor):
         )
         return spec.rank
 
+    # ------------------------------------------------------------------ steps
     def sft_step(self, records: Sequence[Record], micro_batches: int = 1) -> dict[str, float]:
-        """One optimiser step on the records' responses (split into `micro_batches` for
-        gradient accumulation); token-mean loss over all response tokens of the step, on
-        every rank of the group (each rank passes its own shard of the step's records).
-        `loss` and `tokens` are this rank's."""
+        """One optimiser step on the records' responses; token-mean loss over all response
+        tokens of the step, on every rank of the group (each rank passes its own shard of
+        the step's records). `loss` and `tokens` are this rank's."""
         self.model.train()
         tokenizer = self.processor.tokenizer
         prompts = encode_prompts(self.processor, records, self.family)
         samples = [Sample(p, target_ids(tokenizer, r.response)) for p, r in zip(prompts, records)]
-        size = -(-len(samples) // max(1, micro_batches))
-        parts = [samples[i : i + size] for i in range(0, len(samples), size)]
+        parts = self._sft_parts(samples, micro_batches)
         self.engine.check_micro_batches(len(parts))
         local_tokens = sum(len(s.response_ids) for s in samples)
         # Every rank needs the step's token count over all ranks to weigh its share.
         step_tokens = all_reduce_sum(float(local_tokens), self.model.device)
         loss_sum = 0.0
         lr = self.engine.lr()
-        for part in parts:
-            batch = self.batch(part)
-            mask = batch["response_mask"][:, 1:]
-            tokens = mask.sum().item()
-            loss = sft_loss(token_logprobs(self.engine.module, batch), mask)
-            self.engine.backward(loss, tokens / max(1.0, step_tokens))
+        for index, part in enumerate(parts):
+            chosen = [samples[i] for i in part]
+            tokens = sum(len(s.response_ids) for s in chosen)
+            with self.engine.accumulating(last=index == len(parts) - 1):
+                loss = sft_loss(self.engine.module(self.batch(chosen)))
+                self.engine.backward(loss, tokens / max(1.0, step_tokens))
             loss_sum += loss.item() * tokens
         grad_norm = self.engine.step()
-        return {"loss": loss_sum / max(1, local_tokens), "lr": lr, "grad_norm": grad_norm, "tokens": local_tokens}
-
-    def grpo_step(
-        self,
-        samples: Sequence[Sample],
-        advantages: Sequence[float],
-        old_logprobs: Sequence[list[float]] | None,
-        ref_logprobs: Sequence[list[float]],
-        clip: float,
-        beta: float,
-        temperature: float = 1.0,
-    ) -> dict[str, float]:
-        """One optimiser step of the PPO-clipped objective with the k3 KL penalty, every
-        log-prob at the rollouts' sampling `temperature` (as `old_logprobs` and
-        `ref_logprobs` were computed).
-
-        `old_logprobs` None means on-policy (one update per rollout batch): the sampling
-        policy is the current one, so its log-probs are the current ones, detached.
-        """
-        self.model.train()
-        batch = self.batch(samples)
-        mask = batch["response_mask"][:, 1:]
-        logprobs = token_logprobs(self.engine.module, batch, temperature, self.suppressed)
-        old = logprobs.detach().clone() if old_logprobs is None else _scatter(old_logprobs, mask, logprobs)
-        ref = _scatter(ref_logprobs, mask, logprobs)
-        advantage = torch.tensor(list(advantages), dtype=logprobs.dtype, device=logprobs.device)
-        result = grpo_loss(logprobs, old, ref, advantage, mask, clip=clip, beta=beta)
-        lr = self.engine.lr()
-        self.engine.backward(result.loss, 1.0)
-        grad_norm = self.engine.step()
         return {
-            "loss": result.loss.item(),
-            "policy_loss": result.policy_loss,
-            "kl": result.kl,
-            "clip_fraction": result.clip_fraction,
-            "ratio": result.ratio_mean,
-            "entropy_proxy": -masked_mean(logprobs.detach(), mask).item(),
+            "loss": loss_sum / max(1, local_tokens),
             "lr": lr,
             "grad_norm": grad_norm,
+            "tokens": local_tokens,
+            "micro_batches": len(parts),
+        }
+
+    def _sft_parts(self, samples: Sequence[Sample], micro_batches: int) -> list[list[int]]:
+        """`micro_batches` even parts (sft.gradient_accumulation) when each fits the token
+        budget; more, grouped by length, where the engine allows a varying count."""
+        lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
+        even = split_evenly(len(samples), micro_batches)
+        if all(len(part) * max(lengths[i] for i in part) <= self.train_tokens for part in even):
+            return even
+        if self.engine.fixed_micro_batches:
+            raise TokenBudgetError(
+                f"a micro-batch of {max(len(p) * max(lengths[i] for i in p) for p in even)} padded tokens does not "
+                f"fit memory.train_tokens={self.train_tokens}, and DeepSpeed fixes the number of micro-batches: "
+                "raise sft.gradient_accumulation or memory.train_tokens"
+            )
+        return token_budget_batches(lengths, self.train_tokens, "memory.train_tokens")
+
+    def grpo_step(self, update: GRPOBatch, ppo: PPOSettings) -> dict[str, float]:
+        """One optimiser step of the PPO-clipped objective with the k3 KL penalty, token-mean
+        over the update, accumulated over micro-batches of at most `train_tokens` padded
+        tokens; every log-prob at the rollouts' sampling temperature (as the batch's old and
+        reference log-probs were computed).
+
+        `update.old_logprobs` None means on-policy (one update per rollout batch): the
+        sampling policy is the current one, so its log-probs are the current ones, detached.
+        """
+        self.model.train()
+        samples = update.samples
+        total = sum(len(s.response_ids) for s in samples)
+        lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
+        parts = token_budget_batches(lengths, self.train_tokens, "memory.train_tokens")
+        sums = dict.fromkeys(GRPO_SUMS, 0.0)
+        lr = self.engine.lr()
+        for index, part in enumerate(parts):
+            chosen = [samples[i] for i in part]
+            with self.engine.accumulating(last=index == len(parts) - 1):
+                logprobs = self.engine.module(self.batch(chosen), ppo.temperature, self.suppressed)
+                old = logprobs.detach() if update.old_logprobs is None else _flat(update.old_logprobs, part, logprobs)
+                ref = _flat(update.ref_logprobs, part, logprobs)
+                lengths_of = torch.tensor([len(s.response_ids) for s in chosen], device=logprobs.device)
+                advantage = torch.tensor([update.advantages[i] for i in part], device=logprobs.device)
+                result = grpo_loss(
+                    logprobs, old, ref, advantage.repeat_interleave(lengths_of), ppo.clip, ppo.beta, normaliser=total
+                )
+                self.engine.backward(result.loss, 1.0)
+            for key, value in result.sums.items():
+                sums[key] += value
+        grad_norm = self.engine.step()
+        tokens = max(1, total)
+        return {
+            "loss": (sums["policy_loss"] + ppo.beta * sums["kl"]) / tokens,
+            "policy_loss": sums["policy_loss"] / tokens,
+            "kl": sums["kl"] / tokens,
+            "clip_fraction": sums["clipped"] / tokens,
+            "ratio": sums["ratio"] / tokens,
+            "entropy_proxy": -sums["logprob"] / tokens,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "micro_batches": len(parts),
         }
 
     # ------------------------------------------------------------ weights, files
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """CPU copies of the weights, for the rollout workers."""
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+    def weight_buckets(self, bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> int:
+        """How many buckets a weight sync of `bucket_bytes` takes (lays them out once)."""
+        if self._sender is None or self._sender_bytes != bucket_bytes:
+            self._sender, self._sender_bytes = WeightSender(self.model, bucket_bytes), bucket_bytes
+        return self._sender.count
+
+    def weight_bucket(self, index: int, version: int) -> WeightBucket:
+        """Bucket `index` of weight sync `version` (`weight_buckets` first)."""
+        if self._sender is None:
+            raise RuntimeError("weight_buckets() lays out the buckets before a sync")
+        return self._sender.bucket(index, version)
 
     def save_model(self, path: str) -> str:
         """An HF folder (model and processor) that evaluation or the next stage loads
@@ -140,9 +179,7 @@ class PolicyActor(ModelActor):
         self.engine.load_state(path)
 
 
-def _scatter(values: Sequence[list[float]], mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Per-sample response values into a (B, T-1) tensor aligned with `mask`."""
-    out = torch.zeros_like(like, requires_grad=False)
-    for row, row_values in enumerate(values):
-        out[row, mask[row]] = torch.tensor(row_values, dtype=out.dtype, device=out.device)
-    return out
+def _flat(values: Sequence[list[float]], part: Sequence[int], like: torch.Tensor) -> torch.Tensor:
+    """The per-token values of the samples in `part`, concatenated as `like` orders them."""
+    flat = [x for i in part for x in values[i]]
+    return torch.tensor(flat, dtype=like.dtype, device=like.device)

@@ -1,60 +1,60 @@
-"""RolloutActor: samples G completions per prompt; receives the policy's weights after
-every update. HF `generate` on CPU; vLLM rollouts run through the OpenRLHF backend."""
+"""RolloutActor: the rollout engine `rollout.engine` names, in its own Ray actor; samples G
+completions per prompt and takes the policy's weights after every update, confirming the
+version it now holds."""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..models.encoding import EncodedPrompt
-from ..models.generation import SamplingConfig, generate_token_ids
-from .base import ModelActor
+from ..models.generation import SamplingConfig
+from ..models.loading import import_model_code
+from ..rollout import Completion, build_engine
+from ..rollout.weight_sync import WeightBucket, WeightReceiver
+from ..train.peak_memory import PeakMemory
+from .base import device_for_actor
+
+logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Rollout:
-    """One sampled completion: its token ids (end-of-turn included when the model
-    stopped) and its text."""
+class RolloutActor:
+    def __init__(
+        self,
+        model_path: str,
+        engine: str = "hf",
+        dtype: str = "float32",
+        max_pixels: int | None = None,
+        torch_threads: int = 0,
+    ) -> None:
+        if torch_threads > 0:
+            torch.set_num_threads(torch_threads)
+        import_model_code(model_path)  # the code's memory is the process's, not the model's
+        self.memory = PeakMemory(device_for_actor())  # before the engine loads its model
+        self.engine = build_engine(engine, model_path=model_path, dtype=dtype, max_pixels=max_pixels)
+        self.weights = WeightReceiver()
+        logger.info("RolloutActor (%s engine) loaded %s (pid %d)", engine, model_path, os.getpid())
 
-    token_ids: list[int]
-    text: str
-    truncated: bool
+    def ready(self) -> bool:
+        return True
 
+    def peak_memory(self) -> float | None:
+        """Bytes at the peak since the last call (the driver asks once per step)."""
+        return self.memory.take()
 
-class RolloutActor(ModelActor):
-    def __init__(self, *args, use_vllm: bool = False, **kwargs) -> None:
-        if use_vllm:
-            raise ValueError(
-                "resources.use_vllm: vLLM rollouts run through the OpenRLHF backend (resources.backend: openrlhf); "
-                "the local backend generates with HF generate"
-            )
-        super().__init__(*args, **kwargs)
-        self.model.eval()
-
-    def load_weights(self, state_dict: dict[str, torch.Tensor]) -> int:
-        """Take the policy's weights; returns the version count for the driver to check."""
-        self.model.load_state_dict(state_dict)
-        self.version = getattr(self, "version", 0) + 1
-        return self.version
-
-    @torch.no_grad()
     def generate(
         self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
-    ) -> list[list[Rollout]]:
-        """`group_size` sampled completions for each prompt: one group per prompt, in order."""
-        torch.manual_seed(seed)  # sampling depends on (seed, step) only: resumable
-        sampling = SamplingConfig(
-            sampling.max_new_tokens, True, sampling.temperature, sampling.top_p, num_return_sequences=group_size
-        )
-        new_tokens = generate_token_ids(self.model, self.processor, prompts, sampling)
-        eos_ids = self.model.generation_config.eos_token_id
-        eos = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
-        tokenizer = self.processor.tokenizer
-        rollouts = []
-        for tokens in new_tokens:
-            end = next((i for i, t in enumerate(tokens) if t in eos), None)
-            kept = tokens[: end + 1] if end is not None else tokens
-            rollouts.append(Rollout(kept, tokenizer.decode(kept, skip_special_tokens=True), end is None))
-        return [rollouts[i : i + group_size] for i in range(0, len(rollouts), group_size)]
+    ) -> list[list[Completion]]:
+        return self.engine.generate(prompts, group_size, sampling, seed)
+
+    def load_weights(self, bucket: WeightBucket) -> int | None:
+        """Take one bucket of a weight sync; after its last bucket, the version this worker
+        now holds (which the driver checks against the one it sent), None before."""
+        return self.weights.take(bucket, self.engine.load_weights)
+
+    @property
+    def version(self) -> int:
+        return self.weights.version

@@ -106,13 +106,12 @@ LOCAL: dict[str, Handling] = {
     "resources.rollout.num_gpus": Handling("each rollout actor's placement"),
     "resources.num_rollout_workers": Handling("rollout actors sharing each step's prompts"),
     "resources.torch_threads": Handling("torch threads per actor"),
-    "resources.use_vllm": Handling(
-        "HF generate",
-        refuse=_refuse_when(
-            lambda v, c: v, "vLLM rollouts run through the OpenRLHF backend (resources.backend: openrlhf)"
-        ),
-    ),
     "resources.ray_address": Handling("the Ray cluster to join"),
+    "rollout.engine": Handling("the rollout workers' engine: hf (the model's generate)"),
+    "memory.train_tokens": Handling("the policy's micro-batches: the most padded tokens one training forward holds"),
+    "memory.logprob_tokens": Handling("the reference's and the old log-probs' forward passes, and the memory plan"),
+    "memory.device_gib": Handling("the GPU memory the plan checks GPU actors against (null: this machine's)"),
+    "memory.check": Handling("true: a run whose plan does not fit is refused before any model loads"),
     "checkpoint.every": Handling("steps between checkpoints"),
     "checkpoint.keep": Handling("checkpoints kept (0: all)"),
     "eval.batch_size": Handling("generation batch of the evaluation"),
@@ -172,8 +171,16 @@ OPENRLHF: dict[str, Handling] = {
     },
     "resources.num_rollout_workers": na(PLACEMENT),
     "resources.torch_threads": na("throughput only; OpenRLHF sets its own threads"),
-    "resources.use_vllm": na("OpenRLHF always samples with its vLLM engines (openrlhf.vllm_num_engines)"),
     "resources.ray_address": Handling("RAY_ADDRESS of OpenRLHF's driver"),
+    "rollout.engine": na("OpenRLHF always samples with its vLLM engines (openrlhf.vllm_num_engines)"),
+    **{
+        key: na(
+            "OpenRLHF's token-budget batches need sample packing, which it refuses for VLMs; its micro-batches "
+            "are openrlhf.micro_train_batch_size and openrlhf.micro_rollout_batch_size"
+        )
+        for key in ("memory.train_tokens", "memory.logprob_tokens")
+    },
+    **{key: na("the memory plan is the local backend's") for key in ("memory.device_gib", "memory.check")},
     "checkpoint.every": Handling("--ckpt.save_steps"),
     "checkpoint.keep": Handling("--ckpt.max_num (0: every checkpoint)"),
     "eval.batch_size": na(NO_EVAL),
@@ -194,7 +201,7 @@ OPENRLHF: dict[str, Handling] = {
 
 BACKENDS = {"local": LOCAL, "openrlhf": OPENRLHF}
 # Keys a stage does not read (the local table covers both recipes).
-STAGE_OF = {"sft.": "pa_sft", "grpo.": "sc_grpo", "resources.use_vllm": "sc_grpo"}
+STAGE_OF = {"sft.": "pa_sft", "grpo.": "sc_grpo", "rollout.": "sc_grpo"}
 
 
 def _stage(key: str) -> str | None:

@@ -6,7 +6,7 @@ for every key (a value OpenRLHF cannot honour is refused before anything starts)
 run's length, group-norm advantages, G samples per prompt, the KL in the loss with the
 k3 estimator, the clip range, temperature, lengths, the dynamic filter for groups without
 signal, the VLM flags, the actor / reference / vLLM resources and colocation, DeepSpeed
-ZeRO, bf16, checkpoints and logging. The reward is our `rewards/openrlhf_reward.py` (with
+ZeRO, bf16, checkpoints and logging. The reward is our `rewards/integrations/openrlhf.py` (with
 the run's scorer config handed to every actor) or the URL of our reward server (checked
 to score with the same config). The training records are exported to OpenRLHF's VLM
 prompt dataset first. Only flags that OpenRLHF's own parser accepts are produced (the
@@ -25,22 +25,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rewards import Scorer
+from rewards import SCORER_CONFIG_ENV, Scorer
 from rewards.remote import RemoteScorer
 
 from ..data.converters import to_openrlhf
 from ..data.records import write_jsonl
 from ..train.config import RecipeConfig, save_config
+from .evaluation import SCORER_FILE, run_scorer
 from .keys import check_keys
-from .local import SCORER_FILE, run_scorer
-from .plan import training_records
-from .recipe_cli import Stopped, stop_on_signals
+from .signals import Stopped, stop_on_signals
+from .training_records import training_records
 
 logger = logging.getLogger(__name__)
 
-REWARD_FILE = Path(__file__).resolve().parent.parent.parent / "rewards" / "openrlhf_reward.py"
+REWARD_FILE = Path(__file__).resolve().parent.parent.parent / "rewards" / "integrations" / "openrlhf.py"
 MODULE = "openrlhf.cli.train_ppo_ray"
-SCORER_CONFIG_ENV = "IADR1_SCORER_CONFIG"  # read by rewards/openrlhf_reward.py in every OpenRLHF actor
 RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # how `ray job submit` hands the job's runtime env to its driver
 
 

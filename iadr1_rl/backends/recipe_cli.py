@@ -1,10 +1,6 @@
 """The command line both recipes share: `--config FILE [key=value …] [--resume]`, and how a
-recipe ends: a result, a one-line error, or a clean stop.
-
-SIGTERM (`timeout`, a scheduler, `kill`, `ray job stop`) and SIGINT stop a recipe the way
-an error does: its actors are killed, the Ray it started is shut down with its
-processes, and it exits with 128 + the signal's number. Nothing is left running, and the
-last checkpoint is there for `--resume`.
+local run ends: a result, a one-line error, or a clean stop (`signals.py`): its actors
+killed, the Ray it started shut down, exit 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -13,32 +9,12 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from ..train.config import RecipeConfig, load_config, resolve_paths
-
-
-class Stopped(BaseException):
-    """A stop signal arrived: unwinds like KeyboardInterrupt, through every `finally`."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum = signum
-
-
-def _raise_stopped(signum: int, frame) -> None:
-    for other in (signal.SIGTERM, signal.SIGINT):  # the cleanup that follows is not interrupted
-        signal.signal(other, signal.SIG_IGN)
-    raise Stopped(signum)
-
-
-def stop_on_signals() -> None:
-    """Turn SIGTERM and SIGINT into `Stopped` in this (main) thread."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _raise_stopped)
+from .signals import Stopped, stop_on_signals
 
 
 def recipe_parser(description: str) -> argparse.ArgumentParser:
@@ -54,6 +30,11 @@ def recipe_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from this run's latest checkpoint")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what the run would do (local: each actor's memory plan; openrlhf: the command) and start nothing",
+    )
     return parser
 
 
@@ -69,9 +50,14 @@ def parse_recipe_args(
     return args, config
 
 
-def run_recipe(function: Callable[..., dict], args: argparse.Namespace, config: RecipeConfig) -> int:
+def run_recipe(function: Callable[..., dict], args: argparse.Namespace, config: RecipeConfig, stage: str) -> int:
     """Run a training function: its summary, a clear one-line error (exit 2) for bad
-    inputs, or a clean stop on a signal (exit 128 + signal)."""
+    inputs, or a clean stop on a signal (exit 128 + signal). With `--dry-run`, the memory
+    plan of `stage` and nothing else."""
+    if args.dry_run:
+        from .local.memory import dry_run
+
+        return dry_run(config, stage)
     stop_on_signals()
     try:
         summary = function(config, resume=args.resume, progress=not args.no_progress, run_eval=not args.no_eval)

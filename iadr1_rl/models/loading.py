@@ -20,6 +20,18 @@ def check_model_dir(path: str | Path) -> Path:
     return path
 
 
+def import_model_code(path: str | Path) -> None:
+    """Import the code a folder's model and processor run on, without loading weights (so
+    that a process can tell the memory its model takes from the memory its code takes)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from .processor import load_processor
+
+    config = AutoConfig.from_pretrained(str(check_model_dir(path)))
+    AutoModelForImageTextToText._model_mapping[type(config)]  # imports the modeling module
+    load_processor(path)
+
+
 def load_vlm(path: str | Path, dtype: str = "float32", device: str = "cpu", max_pixels: int | None = None):
     """(model, processor) from an HF folder, in eval mode on `device`."""
     import torch

@@ -175,3 +175,51 @@ def build_tiny_vlm(corpus: Iterable[str], out_dir: str | Path, spec: TinyModelSp
     params = sum(p.numel() for p in model.parameters())
     logger.info("built tiny Qwen2-VL (%.2f M parameters, vocab %d) in %s", params / 1e6, len(tokenizer), out_dir)
     return out_dir
+
+
+def build_shaped_vlm(
+    corpus: Iterable[str], out_dir: str | Path, backbone_config: dict, image_size: int = 448, dtype: str = "bfloat16"
+) -> Path:
+    """A random-initialised Qwen2-VL or Qwen2.5-VL with a backbone's real shapes (its
+    vocabulary size included) and the local tokenizer, saved as an HF folder: what a
+    benchmark runs at the real size with nothing downloaded. `backbone_config` is a
+    `backbones.BACKBONES` config (or any of those families' config.json as a dict)."""
+    import copy
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from .processor import save_processor
+
+    data = copy.deepcopy(backbone_config)
+    family = data.pop("model_type")
+    if family not in ("qwen2_vl", "qwen2_5_vl"):
+        raise ValueError(f"shaped models are built for the Qwen2-VL families, not {family!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(corpus, 512)
+    vocab = data["text_config"]["vocab_size"]
+    if len(tokenizer) > vocab:
+        raise ValueError(f"the local tokenizer has {len(tokenizer)} tokens, more than the model's {vocab}")
+    ids = tokenizer.convert_tokens_to_ids
+    special = {  # the local tokenizer's ids for the placeholders (the vocabulary keeps its real size)
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+    }
+    data["text_config"].update(
+        bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>")
+    )
+    config = AutoConfig.for_model(family, **data, **special)
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, dtype))
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    spec = TinyModelSpec(image_size=image_size, patch_size=config.vision_config.patch_size)
+    model.save_pretrained(out_dir)
+    save_processor(build_processor(tokenizer, spec), out_dir)
+    (out_dir / "shape.json").write_text(json.dumps({"model_type": family, **data}, indent=2))
+    logger.info("built a %.2f B-parameter %s in %s", sum(p.numel() for p in model.parameters()) / 1e9, family, out_dir)
+    return out_dir

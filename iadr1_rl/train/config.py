@@ -11,8 +11,6 @@ refused naming the nearest valid one. What each backend does with each key is in
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -104,9 +102,29 @@ class ResourcesConfig(Section):
     rollout: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5))
     num_rollout_workers: int = Field(1, ge=1)
     torch_threads: int = Field(0, ge=0, description="0: let torch decide")
-    use_vllm: bool = False
     # None: $RAY_ADDRESS (set by `ray job submit`), else a new local Ray; "local": always a new one
     ray_address: str | None = None
+
+
+class RolloutConfig(Section):
+    """How the local backend's rollout workers sample (their placement: resources.rollout)."""
+
+    engine: Literal["hf"] = Field("hf", description="hf: the model's own generate")
+
+
+class MemoryConfig(Section):
+    """How much one forward may hold, and what the memory plan checks against."""
+
+    train_tokens: int = Field(
+        16384, ge=1, description="the most padded tokens one training forward holds (the policy's micro-batches)"
+    )
+    logprob_tokens: int = Field(
+        65536, ge=1, description="the same for forward-only passes (reference and old log-probs, rollout batches)"
+    )
+    device_gib: float | None = Field(
+        None, gt=0, description="memory of one GPU the run is planned for; null: this machine's GPU"
+    )
+    check: bool = Field(True, description="refuse a run whose memory plan does not fit; false: warn and start")
 
 
 class CheckpointConfig(Section):
@@ -129,7 +147,7 @@ class OpenRLHFConfig(Section):
     zero_stage: Literal[0, 1, 2, 3] = 2
     micro_train_batch_size: int = Field(2, ge=1)
     micro_rollout_batch_size: int = Field(4, ge=1)
-    reward: str = Field("file", description="'file': rewards/openrlhf_reward.py; or the URL of a reward server")
+    reward: str = Field("file", description="'file': rewards/integrations/openrlhf.py; or the URL of a reward server")
     max_len: int = Field(4096, ge=1)
     extra_args: list[str] = Field(default_factory=list)
 
@@ -143,6 +161,8 @@ class RecipeConfig(Section):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig)
@@ -164,14 +184,10 @@ class RecipeConfig(Section):
             node = getattr(node, part)
         return node
 
-    def digest(self, keys: list[str]) -> str:
-        """A short fingerprint of the values of `keys` (what a checkpoint's run is made of)."""
-        values = {key: _plain(self.get(key)) for key in keys}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _plain(value: Any) -> Any:
-    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    def plain(self, key: str) -> Any:
+        """The value of a dotted key as plain data (a section as a dict), as checkpoints record it."""
+        value = self.get(key)
+        return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 def config_keys(model: type[BaseModel] = RecipeConfig, prefix: str = "") -> list[str]:
@@ -189,6 +205,8 @@ def config_keys(model: type[BaseModel] = RecipeConfig, prefix: str = "") -> list
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
+        if where in REPLACED_KEYS:
+            return f"{where} was replaced: {REPLACED_KEYS[where]}"
         close = nearest_key(where)
         hint = f"; did you mean {close}?" if close else ""
         return f"unknown key {where}{hint}"
@@ -196,6 +214,11 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{where}: {error['ctx']['error']}"
     return f"{where}: {error['msg'].lower()} (got {error.get('input')!r})"
 
+
+# Keys an older config may still carry, and what took their place.
+REPLACED_KEYS = {
+    "resources.use_vllm": "the rollout engine is rollout.engine (hf)",
+}
 
 # The names other RL frameworks (TRL, OpenRLHF, verl) give our keys: a user coming from
 # them types these first, and spelling similarity alone would suggest something else.

@@ -10,6 +10,7 @@ its accumulation steps).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from .distributed import DistributedSpec, deepspeed_config, init_process_group
+from .logprobs import ResponseLogprobs
 from .schedule import warmup_cosine
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -35,7 +37,11 @@ class OptimizerSettings:
 
 
 class TrainEngine:
-    """The optimiser step on one process, or under DDP."""
+    """The optimiser step on one process, or under DDP. `module(batch, temperature,
+    suppressed)` gives the batch's response log-probs (`logprobs.ResponseLogprobs`, wrapped
+    by DDP or DeepSpeed so that their gradient hooks see the whole forward)."""
+
+    fixed_micro_batches = False  # any number of micro-batches per step
 
     def __init__(
         self, model: torch.nn.Module, settings: OptimizerSettings, spec: DistributedSpec = DistributedSpec()
@@ -49,13 +55,13 @@ class TrainEngine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: warmup_cosine(step, settings.total_steps, settings.warmup_steps)
         )
-        self.module: torch.nn.Module = model
+        self.module: torch.nn.Module = ResponseLogprobs(model)
         if spec.strategy == "ddp":
             from torch.nn.parallel import DistributedDataParallel
 
             init_process_group(spec, next(model.parameters()).device)
             device_ids = [model.device.index or 0] if model.device.type == "cuda" else None
-            self.module = DistributedDataParallel(model, device_ids=device_ids)
+            self.module = DistributedDataParallel(self.module, device_ids=device_ids)
 
     @property
     def loss_factor(self) -> float:
@@ -64,6 +70,14 @@ class TrainEngine:
 
     def check_micro_batches(self, count: int) -> None:
         """Any number of micro-batches per step works here."""
+
+    def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
+        """Around a micro-batch's forward and backward: under DDP the gradients are reduced
+        over the ranks only with the step's last one (so ranks may split their shards into
+        different numbers of micro-batches)."""
+        if last or self.spec.strategy != "ddp":
+            return contextlib.nullcontext()
+        return self.module.no_sync()
 
     def backward(self, loss: torch.Tensor, share: float) -> None:
         (loss * (share * self.loss_factor)).backward()
@@ -120,6 +134,8 @@ class DeepSpeedEngine(TrainEngine):
     """DeepSpeed ZeRO over the ranks: our AdamW and schedule as DeepSpeed's client
     optimizer and scheduler, clipping and accumulation done by DeepSpeed."""
 
+    fixed_micro_batches = True  # DeepSpeed's accumulation boundary is set when it is built
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -141,7 +157,7 @@ class DeepSpeedEngine(TrainEngine):
             _skip_inference_comm_op()
         init_process_group(spec, device)
         self.module, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model,
+            model=self.module,
             optimizer=self.optimizer,
             lr_scheduler=self.scheduler,
             config=deepspeed_config(spec, micro_batches, settings.grad_clip, dtype),
@@ -156,6 +172,9 @@ class DeepSpeedEngine(TrainEngine):
         """DeepSpeed's accumulation boundary is fixed when the engine is built."""
         if count != self.micro_batches:
             raise ValueError(f"DeepSpeed was set up for {self.micro_batches} micro-batches, got {count}")
+
+    def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # DeepSpeed reduces at its own boundary
 
     def backward(self, loss: torch.Tensor, share: float) -> None:
         self.module.backward(loss * (share * self.loss_factor))

@@ -1,5 +1,12 @@
 """The losses: PA-SFT cross-entropy on response tokens, and SC-GRPO's PPO-clipped
-objective with a k3 KL penalty to the reference, both token-mean."""
+objective with a k3 KL penalty to the reference, both token-mean over a step.
+
+Both take flat per-token tensors (a micro-batch's response tokens, as
+`logprobs.response_logprobs` returns them) and a `normaliser`, the number of response
+tokens in the whole update: a loss is its micro-batch's sum over that count, so the
+gradients of an update's micro-batches add up to the token mean over the whole update,
+however it was split.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +15,14 @@ from dataclasses import dataclass
 import torch
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the masked tokens of the whole batch (token-mean, not sample-mean)."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1.0)
+def sft_loss(logprobs: torch.Tensor, normaliser: float | None = None) -> torch.Tensor:
+    """Negative log-likelihood of the response tokens: their sum over `normaliser` (default:
+    their count, the token mean).
 
-
-def sft_loss(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of the response tokens, token-mean.
-
-    >>> round(sft_loss(torch.log(torch.tensor([[0.5, 0.25]])), torch.tensor([[True, True]])).item(), 4)
+    >>> round(sft_loss(torch.log(torch.tensor([0.5, 0.25]))).item(), 4)
     1.0397
     """
-    return -masked_mean(logprobs, mask)
+    return -logprobs.sum() / _count(logprobs, normaliser)
 
 
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
@@ -29,13 +31,25 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1
 
 
+@dataclass(frozen=True)
+class PPOSettings:
+    """The clipped objective's settings: clip range ε, KL weight β, and the sampling
+    temperature every log-prob of the ratio and the KL is taken at."""
+
+    clip: float = 0.2
+    beta: float = 0.04
+    temperature: float = 1.0
+
+
+# What `grpo_loss` sums over its tokens, for the update's token means.
+GRPO_SUMS = ("policy_loss", "kl", "clipped", "ratio", "logprob")
+
+
 @dataclass
 class GRPOLoss:
-    loss: torch.Tensor
-    policy_loss: float
-    kl: float
-    clip_fraction: float
-    ratio_mean: float
+    loss: torch.Tensor  # this micro-batch's share of the update's token-mean loss
+    sums: dict[str, float]  # GRPO_SUMS over this micro-batch's tokens
+    tokens: int
 
 
 def grpo_loss(
@@ -43,27 +57,29 @@ def grpo_loss(
     old_logprobs: torch.Tensor,
     ref_logprobs: torch.Tensor,
     advantages: torch.Tensor,
-    mask: torch.Tensor,
     clip: float = 0.2,
     beta: float = 0.04,
+    normaliser: float | None = None,
 ) -> GRPOLoss:
-    """-min(ρA, clip(ρ, 1±ε)A) + β·k3, token-mean over response tokens.
-
-    `advantages` is per sequence (B,) and broadcast over its tokens.
-    """
+    """-min(ρA, clip(ρ, 1±ε)A) + β·k3 per token, summed over `normaliser` (default: the
+    token count). Every argument is per token (N,): the advantage repeated over its
+    sequence's tokens."""
     ratio = torch.exp(logprobs - old_logprobs)
-    advantage = advantages.unsqueeze(-1).to(logprobs.dtype)
-    unclipped = ratio * advantage
-    clipped = torch.clamp(ratio, 1 - clip, 1 + clip) * advantage
-    policy_term = -torch.minimum(unclipped, clipped)
+    advantage = advantages.to(logprobs.dtype)
+    policy_term = -torch.minimum(ratio * advantage, torch.clamp(ratio, 1 - clip, 1 + clip) * advantage)
     kl = k3_kl(logprobs, ref_logprobs)
-    loss = masked_mean(policy_term + beta * kl, mask)
+    loss = (policy_term + beta * kl).sum() / _count(logprobs, normaliser)
     with torch.no_grad():
-        clipped_tokens = ((ratio < 1 - clip) | (ratio > 1 + clip)) & mask.bool()
-        return GRPOLoss(
-            loss=loss,
-            policy_loss=masked_mean(policy_term, mask).item(),
-            kl=masked_mean(kl, mask).item(),
-            clip_fraction=(clipped_tokens.sum() / mask.sum().clamp(min=1)).item(),
-            ratio_mean=masked_mean(ratio, mask).item(),
-        )
+        clipped = ((ratio < 1 - clip) | (ratio > 1 + clip)).float()
+        sums = {
+            "policy_loss": policy_term.sum().item(),
+            "kl": kl.sum().item(),
+            "clipped": clipped.sum().item(),
+            "ratio": ratio.sum().item(),
+            "logprob": logprobs.sum().item(),
+        }
+    return GRPOLoss(loss, sums, logprobs.numel())
+
+
+def _count(values: torch.Tensor, normaliser: float | None) -> float:
+    return float(normaliser if normaliser is not None else max(1, values.numel()))

@@ -24,6 +24,17 @@ class Sample:
     response_ids: list[int]
 
 
+@dataclass
+class GRPOBatch:
+    """What one policy update trains on: samples, their advantages, the reference's
+    log-probs of their response tokens and, off-policy, the sampling policy's."""
+
+    samples: list[Sample]
+    advantages: list[float]
+    ref_logprobs: list[list[float]]
+    old_logprobs: list[list[float]] | None = None
+
+
 def end_of_turn_ids(tokenizer) -> list[int]:
     """The tokens that close an assistant turn (`<|im_end|>` for ChatML models)."""
     eos = tokenizer.eos_token
@@ -53,26 +64,3 @@ def collate(samples: Sequence[Sample], pad_id: int) -> dict[str, torch.Tensor]:
             types[row, : len(sample.prompt)] = torch.tensor(sample.prompt.token_types)
         batch["mm_token_type_ids"] = types
     return {**batch, **stack_vision([s.prompt for s in samples])}
-
-
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in batch.items() if k != "response_mask"}
-
-
-def token_logprobs(
-    model, batch: dict[str, torch.Tensor], temperature: float = 1.0, suppressed: Sequence[int] = ()
-) -> torch.Tensor:
-    """log p(token_t | tokens_<t) for t ≥ 1 at `temperature`, shape (B, T-1); mask with
-    `response_mask[:, 1:]`. GRPO passes the rollouts' sampling temperature and the tokens
-    generation suppresses: the ratio and the KL are then those of the very distribution the
-    rollouts were drawn from (OpenRLHF divides its logits by the temperature likewise)."""
-    logits = model(**model_inputs(batch), use_cache=False).logits[:, :-1].float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    if suppressed:
-        logits[..., list(suppressed)] = float("-inf")
-    targets = batch["input_ids"][:, 1:]
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    if suppressed:  # only prompts hold those tokens (image pads); 0, not -inf, where nothing reads them
-        logprobs = logprobs.masked_fill(torch.isin(targets, torch.tensor(list(suppressed), device=targets.device)), 0.0)
-    return logprobs

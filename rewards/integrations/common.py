@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rewards.result import ScoreResult
-from rewards.scorer import Scorer
-
-CONFIG_ENV = "IADR1_SCORER_CONFIG"
+from rewards.scorer import SCORER_CONFIG_ENV, Scorer
 
 _scorers: dict[str, Scorer] = {}
 _lock = threading.Lock()
@@ -28,7 +26,7 @@ def scorer_for(config: str | Path | Mapping[str, Any] | Scorer | None = None) ->
     if isinstance(config, Scorer):
         return config
     if config is None:
-        config = os.environ.get(CONFIG_ENV) or None
+        config = os.environ.get(SCORER_CONFIG_ENV) or None
     key = json.dumps(config, sort_keys=True) if isinstance(config, Mapping) else str(config)
     scorer = _scorers.get(key)
     if scorer is None:

@@ -13,15 +13,9 @@ gated part, which EasyR1 logs per key.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-try:
-    from rewards.integrations.common import parts_of, scorer_for
-except ImportError:  # loaded by path from a checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from rewards.integrations.common import parts_of, scorer_for
+from rewards.integrations.common import parts_of, scorer_for
 
 REWARD_NAME = "iadr1_sc_grpo"
 REWARD_TYPE = "batch"

@@ -15,15 +15,9 @@ returns the total as `score` and each weighted, gated part beside it, which verl
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-try:
-    from rewards.integrations.common import parts_of, scorer_for
-except ImportError:  # loaded by path from a checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from rewards.integrations.common import parts_of, scorer_for
+from rewards.integrations.common import parts_of, scorer_for
 
 
 def compute_score(

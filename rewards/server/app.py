@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..protocol import score_completions, score_queries
 from ..scorer import Scorer
+from ..wire import score_completions, score_queries
 from . import metrics
 from .gates import AuthGate, BodyLimit, RequestMetrics
 from .settings import ServerSettings, settings_from_env

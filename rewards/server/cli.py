@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 MAX_WORKERS = 256
 APP = "rewards.server.app:app_from_env"
-PROTOCOL = "rewards.server.protocol:GuardedH11Protocol"
+PROTOCOL = "rewards.server.h11_guard:GuardedH11Protocol"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ order, outermost first):
 3. `BodyLimit`: a body over the limit gets 413, by its Content-Length before it is read,
    or while counting a body of unknown length.
 
-The server library enforces the rest at the connection (see `protocol.py`).
+The server library enforces the rest at the connection (see `h11_guard.py`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import Field, dataclass, field, fields
 
+from ..scorer import SCORER_CONFIG_ENV
+
 ENV_PREFIX = "IADR1_REWARD_"
-ENV_CONFIG = "IADR1_SCORER_CONFIG"
 ENV_TOKEN = "IADR1_REWARD_TOKEN"
 
 
@@ -51,7 +52,7 @@ class ServerSettings:
 
 
 def _env_name(field: str) -> str:
-    return {"config": ENV_CONFIG, "token": ENV_TOKEN}.get(field, ENV_PREFIX + field.upper())
+    return {"config": SCORER_CONFIG_ENV, "token": ENV_TOKEN}.get(field, ENV_PREFIX + field.upper())
 
 
 def settings_from_env(environ: dict[str, str] | None = None) -> ServerSettings:

@@ -1,4 +1,4 @@
-"""The reward protocols shared by the OpenRLHF reward file and the HTTP server.
+"""The reward wire formats shared by the OpenRLHF reward file and the HTTP server.
 
 `score_queries` is OpenRLHF's: queries (prompt + response, decoded with special tokens),
 prompts and labels in; rewards, scores and per-part logs out. `score_completions` is

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
 
 import ray
 
-from ..actors import PolicyActor, ReferenceActor, RolloutActor
-from ..eval.compare import fitted_rise
-from ..models.processor import load_processor
-from ..train.config import RecipeConfig
+from ...eval.compare import fitted_rise
+from ...models.processor import load_processor
+from ...train.config import RecipeConfig
+from ...train.sequences import GRPOBatch
 from . import ray_env
+from .actor_groups import GRPOActors
 from .experience import Experience, ExperienceMaker
 from .plan import GRPOPlan
 from .run import Run
@@ -34,44 +34,8 @@ GRPO_CURVES = [
     "groups_without_signal",
     "location_accuracy",
     "samples_per_second",
+    "memory_policy_gib",
 ]
-
-
-@dataclass
-class Actors:
-    """The policy, the frozen reference and the rollout workers of one run."""
-
-    policy: object
-    reference: object
-    rollouts: list
-
-    @classmethod
-    def start(cls, plan: GRPOPlan, policy_path: str) -> Actors:
-        model = plan.model
-        policy = ray_env.remote(PolicyActor, plan.resources["policy"]).remote(
-            **model.actor_kwargs(policy_path),
-            lr=plan.optimizer.lr,
-            total_steps=plan.optimizer.total_steps,
-            warmup_steps=plan.optimizer.warmup_steps,
-            grad_clip=plan.optimizer.grad_clip,
-            gradient_checkpointing=model.gradient_checkpointing,
-        )
-        reference = ray_env.remote(ReferenceActor, plan.resources["reference"]).remote(**model.actor_kwargs(plan.init))
-        rollout = ray_env.remote(RolloutActor, plan.resources["rollout0"])
-        rollouts = [
-            rollout.remote(**model.actor_kwargs(policy_path), use_vllm=plan.use_vllm)
-            for _ in range(plan.rollout_workers)
-        ]
-        actors = cls(policy, reference, rollouts)
-        ray.get([a.ready.remote() for a in actors.all()])
-        return actors
-
-    def all(self) -> list:
-        return [self.policy, self.reference, *self.rollouts]
-
-    def kill(self) -> None:
-        for actor in self.all():
-            ray.kill(actor)
 
 
 def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, run_eval: bool = True) -> dict:
@@ -80,7 +44,7 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
     ray_env.connect(plan.run.ray_address)
     ray_env.check_resources(plan.resources)
     policy_path = str(run.checkpoint or plan.init)
-    actors = Actors.start(plan, policy_path)
+    actors = GRPOActors.start(plan, policy_path)
     try:
         if run.checkpoint is not None:
             _wait(actors.policy.load_training_state.remote(str(run.checkpoint)))
@@ -88,23 +52,27 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
         processor = load_processor(policy_path, **pixels)
         maker = ExperienceMaker(plan, processor, run.scorer, actors.rollouts, actors.reference, actors.policy)
         for step in run.steps():
+            tick = time.perf_counter()
             experience = maker.make(step)
             metrics = {**experience.metrics, **train_on(actors, experience, plan)}
+            metrics["time_step"] = time.perf_counter() - tick
+            metrics.update(actors.peak_memory())
             postfix = {"reward": f"{metrics['reward_total']:.2f}", "kl": f"{metrics.get('kl', 0):.4f}"}
             run.record(step + 1, rates(metrics), postfix)
             run.maybe_checkpoint(step + 1, lambda path: _wait(actors.policy.save_checkpoint.remote(path)))
         run.save_final(lambda path: _wait(actors.policy.save_model.remote(path)))
     finally:  # a crash (ours or an actor's) or a stop frees the actors' resources
         actors.kill()
-    return run.finish(GRPO_CURVES, "SC-GRPO", reward_summary(run.log.rows), run_eval, progress)
+    return run.finish(GRPO_CURVES, "SC-GRPO", training_reward_trend(run.log.rows), run_eval, progress)
 
 
-def train_on(actors: Actors, experience: Experience, plan: GRPOPlan) -> dict[str, float]:
-    """`ppo_epochs` passes over the step's samples in `mini_batches`, then the new weights
-    go to the rollout workers. Nothing to train on (every group dropped) is no update."""
+def train_on(actors: GRPOActors, experience: Experience, plan: GRPOPlan) -> dict[str, float]:
+    """`ppo_epochs` passes over the step's samples in `mini_batches`, then the new weights to
+    the rollout workers (timed apart). Nothing to train on (every group dropped) is no
+    update, and nothing new to send."""
     samples = experience.samples
     if not samples:
-        return {"time_train": 0.0}
+        return {"time_train": 0.0, "time_sync": 0.0}
     tick = time.perf_counter()
     size = -(-len(samples) // plan.mini_batches)
     updates = []
@@ -112,28 +80,18 @@ def train_on(actors: Actors, experience: Experience, plan: GRPOPlan) -> dict[str
         for start in range(0, len(samples), size):
             part = slice(start, start + size)
             old = None if experience.old_logprobs is None else experience.old_logprobs[part]
-            updates.append(
-                _wait(
-                    actors.policy.grpo_step.remote(
-                        samples[part],
-                        experience.advantages[part],
-                        old,
-                        experience.ref_logprobs[part],
-                        plan.clip,
-                        plan.beta,
-                        plan.sampling.temperature,
-                    )
-                )
-            )
-    weights = actors.policy.state_dict.remote()
-    _wait([worker.load_weights.remote(weights) for worker in actors.rollouts])
+            update = GRPOBatch(samples[part], experience.advantages[part], experience.ref_logprobs[part], old)
+            updates.append(_wait(actors.policy.grpo_step.remote(update, plan.ppo)))
     metrics = {key: statistics.fmean(u[key] for u in updates) for key in updates[0]}
-    return {**metrics, "time_train": time.perf_counter() - tick}
+    metrics["time_train"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    actors.sync_weights()
+    return {**metrics, "time_sync": time.perf_counter() - tick}
 
 
 def rates(metrics: dict[str, float]) -> dict[str, float]:
-    """Completions and tokens sampled per second over the step's measured time."""
-    elapsed = sum(v for k, v in metrics.items() if k.startswith("time_")) or float("inf")
+    """Completions and tokens sampled per second over the step's time."""
+    elapsed = metrics["time_step"] or float("inf")
     return {
         **metrics,
         "samples_per_second": metrics["samples"] / elapsed,
@@ -141,8 +99,9 @@ def rates(metrics: dict[str, float]) -> dict[str, float]:
     }
 
 
-def reward_summary(rows: list[dict]) -> dict:
-    """The training reward at the start and the end, and the line through every step."""
+def training_reward_trend(rows: list[dict]) -> dict:
+    """The training reward at the start and the end of a run, and the line through every
+    step (what the run's summary reports; an evaluation's reward is `eval.metrics`')."""
     window = max(1, min(10, len(rows) // 5))
     rewards = [row["reward_total"] for row in rows]
 

@@ -16,21 +16,22 @@ import ray
 
 from rewards import GroupScore, Scorer
 
-from ..actors.rollout import Rollout
-from ..data.records import Record
-from ..models.encoding import EncodedPrompt, encode_prompts
-from ..train.data_order import batch_at
-from ..train.sequences import Sample
+from ...data.records import Record
+from ...eval.metrics import score_metrics
+from ...models.encoding import EncodedPrompt, encode_prompts
+from ...rollout import Completion
+from ...train.data_order import batch_at
+from ...train.sequences import Sample
 from .plan import GRPOPlan
 
 
 @dataclass
 class Group:
-    """One prompt's G rollouts and their scores."""
+    """One prompt's G completions and their scores."""
 
     record: Record
     prompt: EncodedPrompt
-    rollouts: list[Rollout]
+    completions: list[Completion]
     score: GroupScore
 
 
@@ -58,36 +59,25 @@ class ExperienceMaker:
         tick = time.perf_counter()
         records = batch_at(self.plan.records, step, self.plan.prompts_per_step, self.plan.run.seed)
         prompts = encode_prompts(self.processor, records, self.plan.model.family)  # once per step
-        rollouts = self._rollout(prompts, step)
+        completions = self._rollout(prompts, step)
         times["time_rollout"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         groups = [
-            Group(record, prompt, group, self.scorer.score_group([r.text for r in group], record.label))
-            for record, prompt, group in zip(records, prompts, rollouts)
+            Group(record, prompt, group, self.scorer.score_group([c.text for c in group], record.label))
+            for record, prompt, group in zip(records, prompts, completions)
         ]
         kept = [g for g in groups if g.score.has_signal or not self.plan.drop_no_signal]
-        samples = [Sample(g.prompt, r.token_ids) for g in kept for r in g.rollouts]
+        samples = [Sample(g.prompt, c.token_ids) for g in kept for c in g.completions]
         advantages = [a for g in kept for a in g.score.advantages]
         times["time_reward"] = time.perf_counter() - tick
 
-        tick = time.perf_counter()
-        ref_logprobs = old_logprobs = None
-        if samples:
-            shipped = ray.put(samples)  # once into the object store, read by both actors
-            temperature = self.plan.sampling.temperature
-            ref = self.reference.response_logprobs.remote(shipped, temperature)
-            on_policy = self.plan.ppo_epochs == 1 and self.plan.mini_batches == 1
-            # Several updates per step need the sampling policy's log-probs kept aside.
-            old = None if on_policy else self.policy.response_logprobs.remote(shipped, temperature)
-            ref_logprobs = ray.get(ref)
-            old_logprobs = None if old is None else ray.get(old)
-        times["time_reference"] = time.perf_counter() - tick
-        experience = Experience(groups, samples, advantages, ref_logprobs or [], old_logprobs)
-        experience.metrics = {**step_metrics(groups, len(samples)), **times}
+        ref_logprobs, old_logprobs = self._logprobs(samples, times)
+        experience = Experience(groups, samples, advantages, ref_logprobs, old_logprobs)
+        experience.metrics = {**step_metrics(groups, len(samples), self.scorer), **times}
         return experience
 
-    def _rollout(self, prompts: list[EncodedPrompt], step: int) -> list[list[Rollout]]:
+    def _rollout(self, prompts: list[EncodedPrompt], step: int) -> list[list[Completion]]:
         """G completions per prompt, the prompts shared out over the workers; groups come
         back in prompt order. Each worker's seed is a function of (seed, step)."""
         workers = len(self.rollouts)
@@ -98,10 +88,34 @@ class ExperienceMaker:
             if prompts[i::workers]
         ]
         shards = ray.get(futures)
-        groups: list[list[Rollout]] = [[] for _ in prompts]
+        groups: list[list[Completion]] = [[] for _ in prompts]
         for i, shard in enumerate(shards):
             groups[i::workers] = shard
         return groups
+
+    def _logprobs(
+        self, samples: list[Sample], times: dict[str, float]
+    ) -> tuple[list[list[float]], list[list[float]] | None]:
+        """The reference's log-probs and, when a step takes several updates, the sampling
+        policy's, at the sampling temperature; both actors work at once, each timed from
+        the start to its own result."""
+        if not samples:
+            times["time_reference"] = 0.0
+            return [], None
+        tick = time.perf_counter()
+        shipped = ray.put(samples)  # once into the object store, read by both actors
+        temperature = self.plan.ppo.temperature
+        ref = self.reference.response_logprobs.remote(shipped, temperature)
+        on_policy = self.plan.ppo_epochs == 1 and self.plan.mini_batches == 1
+        # Several updates per step need the sampling policy's log-probs kept aside.
+        old = None if on_policy else self.policy.response_logprobs.remote(shipped, temperature)
+        ref_logprobs = ray.get(ref)
+        times["time_reference"] = time.perf_counter() - tick
+        if old is None:
+            return ref_logprobs, None
+        old_logprobs = ray.get(old)
+        times["time_old_logprobs"] = time.perf_counter() - tick
+        return ref_logprobs, old_logprobs
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -110,8 +124,10 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
-def reward_metrics(scores, labels_anomalous: list[bool]) -> dict[str, float]:
-    """Mean and std of every reward part and the total, plus task accuracies.
+def reward_metrics(scores, labels, scorer: Scorer) -> dict[str, float]:
+    """Mean and std of every reward part and the total, and the task accuracies as the
+    evaluation defines them (`eval.metrics.score_metrics`: location over anomalous labels
+    with cells, type over anomalous labels with a type).
 
     `reward_normalised` is each completion's total over the most its label allows (4 for an
     anomaly, 2 for a normal item): unlike the total, its mean does not swing with how many
@@ -120,23 +136,24 @@ def reward_metrics(scores, labels_anomalous: list[bool]) -> dict[str, float]:
     for part in ("consistency", "accuracy", "location", "type", "total", "normalised"):
         mean, std = _mean_std([getattr(s, part) for s in scores])
         metrics[f"reward_{part}"], metrics[f"reward_{part}_std"] = mean, std
-    anomalous = [s for s, a in zip(scores, labels_anomalous) if a]
     metrics["answer_accuracy"] = metrics["reward_accuracy"]
-    if anomalous:
-        metrics["location_accuracy"] = statistics.fmean(s.location for s in anomalous)
-        metrics["type_score"] = statistics.fmean(s.type for s in anomalous)
+    items = [score_metrics(score, scorer.parse_label(label)) for score, label in zip(scores, labels)]
+    for name in ("location_accuracy", "type_score"):
+        values = [item[name] for item in items if name in item]
+        if values:
+            metrics[name] = statistics.fmean(values)
     return metrics
 
 
-def step_metrics(groups: list[Group], trained: int) -> dict[str, float]:
+def step_metrics(groups: list[Group], trained: int, scorer: Scorer) -> dict[str, float]:
     """The rewards, lengths and signal of a step's groups."""
     scores = [s for g in groups for s in g.score.scores]
-    anomalous = [g.record.answer == "yes" for g in groups for _ in g.rollouts]
-    lengths = [len(r.token_ids) for g in groups for r in g.rollouts]
+    labels = [g.record.label for g in groups for _ in g.completions]
+    lengths = [len(c.token_ids) for g in groups for c in g.completions]
     return {
-        **reward_metrics(scores, anomalous),
+        **reward_metrics(scores, labels, scorer),
         "response_length": statistics.fmean(lengths),
-        "truncated": statistics.fmean(float(r.truncated) for g in groups for r in g.rollouts),
+        "truncated": statistics.fmean(float(c.truncated) for g in groups for c in g.completions),
         "groups_without_signal": sum(not g.score.has_signal for g in groups),
         "samples": len(lengths),
         "samples_trained": trained,

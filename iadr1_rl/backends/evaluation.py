@@ -1,9 +1,10 @@
-"""What the local runs hand to evaluation: the run's scorer, saved beside it, and the
-evaluation of a finished model with it."""
+"""What both backends share about the reward after training: the run's scorer, saved beside
+the run, and the evaluation of a finished model with it."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from rewards import Scorer
@@ -15,9 +16,22 @@ from ..eval.metrics import evaluation_report
 from ..eval.report import format_table, write_report
 from ..models.generation import SamplingConfig
 from ..train.config import RecipeConfig
-from .plan import EvalPlan
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """The evaluation of the final model (`iadr1-eval run` + `score`, with the run's scorer)."""
+
+    records: str
+    prompt: str
+    shots: int
+    batch_size: int
+    max_new_tokens: int
+    dtype: str
+    backbone: str | None
+
 
 SCORER_FILE = "scorer.json"
 REPORT_FILE = "report.html"

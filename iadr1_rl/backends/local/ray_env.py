@@ -68,7 +68,7 @@ def _init(ray, address: str | None, num_cpus: int | None) -> None:
     # a later `ray start` + `ray job submit` in our scripts agree (see ray_cluster/).
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Workers import our packages: give them the checkout on their path.
-    root = str(Path(__file__).resolve().parent.parent.parent)
+    root = str(Path(__file__).resolve().parents[3])
     python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     ray.init(
         address="local",

@@ -13,13 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.records import MAKE_RECORDS, Record, load_records, shape_for_shots
-from ..models.generation import SamplingConfig
-from ..models.loading import check_model_dir
-from ..train.config import RecipeConfig
-from ..train.distributed import DistributedSpec
-from ..train.engine import OptimizerSettings
-from .keys import check_keys
+from ...data.records import Record
+from ...models.generation import SamplingConfig
+from ...models.loading import check_model_dir
+from ...train.config import RecipeConfig
+from ...train.distributed import DistributedSpec
+from ...train.engine import OptimizerSettings
+from ...train.losses import PPOSettings
+from ...train.memory_plan import MemoryPlan
+from ..evaluation import EvalPlan
+from ..keys import check_keys
+from ..training_records import training_records
+from .memory import check_memory
 
 # The config values that make a run: a checkpoint records them, and resuming from a
 # checkpoint that another run wrote is refused (output paths, placement, checkpoint and
@@ -45,28 +50,29 @@ class ModelPlan:
     max_pixels: int | None
     torch_threads: int
     gradient_checkpointing: bool
+    train_tokens: int  # memory.train_tokens: the policy's micro-batches
+    logprob_tokens: int  # memory.logprob_tokens: forward-only log-prob passes
 
     def actor_kwargs(self, path: str | None = None) -> dict[str, Any]:
+        """What a reference actor is built with."""
+        return {**self.rollout_kwargs(path), "family": self.family, "logprob_tokens": self.logprob_tokens}
+
+    def policy_kwargs(self, path: str | None = None) -> dict[str, Any]:
+        """What a policy actor (or PA-SFT rank) is built with, beside its optimizer."""
+        return {
+            **self.actor_kwargs(path),
+            "train_tokens": self.train_tokens,
+            "gradient_checkpointing": self.gradient_checkpointing,
+        }
+
+    def rollout_kwargs(self, path: str | None = None) -> dict[str, Any]:
+        """What a rollout actor is built with (its prompts come encoded: no prompt family)."""
         return {
             "model_path": path or self.path,
             "dtype": self.dtype,
-            "family": self.family,
             "torch_threads": self.torch_threads,
             "max_pixels": self.max_pixels,
         }
-
-
-@dataclass(frozen=True)
-class EvalPlan:
-    """The evaluation of the final model (`iadr1-eval run` + `score`, with the run's scorer)."""
-
-    records: str
-    prompt: str
-    shots: int
-    batch_size: int
-    max_new_tokens: int
-    dtype: str
-    backbone: str | None
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class SFTPlan(_PlanWithRecords):
     zero_stage: int
     offload_optimizer: bool
     resources: dict[str, dict[str, float]]
+    memory: MemoryPlan
 
     @classmethod
     def from_config(cls, config: RecipeConfig) -> SFTPlan:
@@ -124,12 +131,19 @@ class SFTPlan(_PlanWithRecords):
             records=records,
             batch_size=sft.batch_size,
             micro_batches=sft.gradient_accumulation,
-            optimizer=OptimizerSettings(sft.lr, sft.weight_decay, steps, int(sft.warmup_ratio * steps), sft.grad_clip),
+            optimizer=OptimizerSettings(
+                lr=sft.lr,
+                weight_decay=sft.weight_decay,
+                total_steps=steps,
+                warmup_steps=int(sft.warmup_ratio * steps),
+                grad_clip=sft.grad_clip,
+            ),
             strategy=sft.strategy,
             world_size=sft.world_size,
             zero_stage=sft.zero_stage,
             offload_optimizer=sft.offload_optimizer,
             resources={f"policy rank {r}": placement(config, "policy") for r in range(sft.world_size)},
+            memory=check_memory(config, "pa_sft"),
         )
 
 
@@ -144,13 +158,13 @@ class GRPOPlan(_PlanWithRecords):
     sampling: SamplingConfig
     ppo_epochs: int
     mini_batches: int
-    clip: float
-    beta: float
+    ppo: PPOSettings
     drop_no_signal: bool
     optimizer: OptimizerSettings
     rollout_workers: int
-    use_vllm: bool
+    rollout_engine: str
     resources: dict[str, dict[str, float]]
+    memory: MemoryPlan
 
     @classmethod
     def from_config(cls, config: RecipeConfig) -> GRPOPlan:
@@ -168,20 +182,24 @@ class GRPOPlan(_PlanWithRecords):
             ),
             prompts_per_step=grpo.prompts_per_step,
             group_size=grpo.group_size,
-            sampling=SamplingConfig(grpo.max_new_tokens, True, grpo.temperature, grpo.top_p),
+            sampling=SamplingConfig(
+                max_new_tokens=grpo.max_new_tokens, do_sample=True, temperature=grpo.temperature, top_p=grpo.top_p
+            ),
             ppo_epochs=grpo.ppo_epochs,
             mini_batches=grpo.mini_batches,
-            clip=grpo.clip,
-            beta=grpo.beta,
+            ppo=PPOSettings(clip=grpo.clip, beta=grpo.beta, temperature=grpo.temperature),
             drop_no_signal=grpo.drop_no_signal,
-            optimizer=OptimizerSettings(grpo.lr, 0.0, updates, int(grpo.warmup_ratio * updates), grpo.grad_clip),
+            optimizer=OptimizerSettings(
+                lr=grpo.lr, total_steps=updates, warmup_steps=int(grpo.warmup_ratio * updates), grad_clip=grpo.grad_clip
+            ),
             rollout_workers=workers,
-            use_vllm=config.resources.use_vllm,
+            rollout_engine=config.rollout.engine,
             resources={
                 "policy": placement(config, "policy"),
                 "reference": placement(config, "reference"),
                 **{f"rollout{i}": placement(config, "rollout") for i in range(workers)},
             },
+            memory=check_memory(config, "sc_grpo"),
         )
 
 
@@ -194,6 +212,8 @@ def model_plan(config: RecipeConfig, path: str) -> ModelPlan:
         max_pixels=config.model.max_pixels,
         torch_threads=config.resources.torch_threads,
         gradient_checkpointing=config.model.gradient_checkpointing,
+        train_tokens=config.memory.train_tokens,
+        logprob_tokens=config.memory.logprob_tokens,
     )
 
 
@@ -209,7 +229,7 @@ def run_plan(config: RecipeConfig, stage: str, out: Path, steps: int) -> RunPlan
             dtype=config.model.dtype,
             backbone=config.backbone,
         )
-    identity = {key: _plain(config.get(key)) for key in IDENTITY_KEYS[stage]}
+    identity = {key: config.plain(key) for key in IDENTITY_KEYS[stage]}
     return RunPlan(
         stage=stage,
         out=out,
@@ -223,28 +243,6 @@ def run_plan(config: RecipeConfig, stage: str, out: Path, steps: int) -> RunPlan
     )
 
 
-def _plain(value: Any) -> Any:
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
-
-
 def placement(config: RecipeConfig, actor: str) -> dict[str, float]:
     resources = getattr(config.resources, actor)
     return {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus}
-
-
-def training_records(path: str, shots: int, need_response: bool, key: str = "data.train") -> list[Record]:
-    """The training records (named by config `key`), shaped for `data.shots` (0: the query
-    image only), with a clear error for a missing file, an empty one or missing targets."""
-    hint = f"{MAKE_RECORDS}; then set {key}=DIR/records.jsonl"
-    if not path:
-        raise ValueError(f"{key} is not set in the config: {hint}")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"training records not found: {path} ({key}); {hint}")
-    records = load_records(path)
-    if not records:
-        raise ValueError(f"no records in {path}")
-    if need_response:
-        missing = [r.id for r in records if not r.response]
-        if missing:
-            raise ValueError(f"PA-SFT needs a 'response' on every record; {len(missing)} lack one (e.g. {missing[0]})")
-    return shape_for_shots(records, shots, path)

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..data.records import write_json
-from ..train.checkpoint import check_same_run, latest_checkpoint, publish, publish_folder, staging_dir, step_dir
-from ..train.config import RecipeConfig, save_config
-from ..train.run_log import RunLogger
-from .local import SCORER_FILE, evaluate, run_scorer
+from ...data.records import write_json
+from ...train.checkpoint import check_same_run, latest_checkpoint, publish, publish_folder, staging_dir, step_dir
+from ...train.config import RecipeConfig, save_config
+from ...train.run_log import RunLogger
+from ..evaluation import SCORER_FILE, evaluate, run_scorer
 from .plan import RunPlan
 
 logger = logging.getLogger(__name__)

@@ -1,18 +1,18 @@
 """PA-SFT on the local backend: full-parameter, on one PolicyActor or on `sft.world_size`
-data-parallel ranks (DDP or DeepSpeed ZeRO, see `policy_group`)."""
+data-parallel ranks (DDP or DeepSpeed ZeRO, see `actor_groups.PolicyGroup`)."""
 
 from __future__ import annotations
 
 import time
 
-from ..train.config import RecipeConfig
-from ..train.data_order import batch_at
+from ...train.config import RecipeConfig
+from ...train.data_order import batch_at
 from . import ray_env
+from .actor_groups import PolicyGroup
 from .plan import SFTPlan
-from .policy_group import PolicyGroup
 from .run import Run
 
-SFT_CURVES = ["loss", "lr", "grad_norm", "samples_per_second"]
+SFT_CURVES = ["loss", "lr", "grad_norm", "samples_per_second", "memory_policy_gib"]
 
 
 def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, run_eval: bool = True) -> dict:
@@ -26,7 +26,7 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
         if run.checkpoint is not None:
             policy.load_training_state(str(run.checkpoint))
         for step in run.steps():
-            metrics = sft_step(policy, plan, step)
+            metrics = {**sft_step(policy, plan, step), **policy.peak_memory()}
             run.record(step + 1, metrics, {"loss": f"{metrics['loss']:.4f}"})
             run.maybe_checkpoint(step + 1, policy.save_checkpoint)
         run.save_final(policy.save_model)

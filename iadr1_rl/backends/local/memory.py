@@ -1,0 +1,265 @@
+"""The local backend's memory plan: each actor's expected peak for a config, the devices the
+actors land on, and the refusal, before any model loads, of a run that would not fit.
+
+The model's shape comes from its folder's `config.json` (the weights are not needed), or
+from the published shape of the config's `backbone` when the folder is not there yet.
+GPU actors are checked against `memory.device_gib` (the GPU the config is written for)
+or, without it, the GPU of this machine; CPU actors against this machine's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...models.backbones import model_config
+from ...train.config import RecipeConfig
+from ...train.memory_plan import (
+    CPU_RUNTIME,
+    GIB,
+    ActorEstimate,
+    DeviceCheck,
+    MemoryPlan,
+    ModelShape,
+    Workload,
+    forward_estimate,
+    hf_rollout_estimate,
+    policy_estimate,
+)
+
+logger = logging.getLogger(__name__)
+
+# The share of a device the estimates may fill: the rest is for what they do not count
+# (the CUDA context or the interpreter and libraries, allocator fragmentation).
+HEADROOM = 0.9
+# Prompt text around the images (the IAD-R1 question in a chat template): ~50 tokens with
+# Qwen's tokenizer, a few more with the demo's small one.
+PROMPT_TEXT_TOKENS = 64
+# Crops an any-resolution LLaVA (1.6, OneVision) encodes per image: the base view and four tiles.
+ANYRES_CROPS = {"llava_next": 5, "llava_onevision": 5}
+
+
+class MemoryPlanError(ValueError):
+    """A run whose actors would not fit their devices."""
+
+
+@dataclass(frozen=True)
+class PlacedActor:
+    estimate: ActorEstimate
+    num_gpus: float
+
+
+def image_tokens(config, max_pixels: int | None, model_dir: str) -> int:
+    """The LM tokens of one image at most: Qwen-VL's `max_pixels` over (patch × merge)²,
+    a fixed-resolution encoder's (image size / patch)² (× crops for any-resolution LLaVA)."""
+    vision = config.vision_config
+    merge = getattr(vision, "spatial_merge_size", None)
+    if merge:
+        pixels = max_pixels or _processor_max_pixels(model_dir) or 12845056  # Qwen's processor default
+        return max(1, pixels // (vision.patch_size * merge) ** 2)
+    per_crop = (vision.image_size // vision.patch_size) ** 2
+    return per_crop * ANYRES_CROPS.get(config.model_type, 1)
+
+
+def _processor_max_pixels(model_dir: str) -> int | None:
+    import json
+
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        path = Path(model_dir) / name
+        if path.is_file():
+            settings = json.loads(path.read_text())
+            settings = settings.get("image_processor", settings)
+            return settings.get("max_pixels") or (settings.get("size") or {}).get("longest_edge")
+    return None
+
+
+def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
+    """Every actor's estimate for `stage` ("pa_sft" or "sc_grpo") and the devices they are
+    planned on (nothing is loaded: the model is counted on the meta device)."""
+    model_dir = config.model.path if stage == "pa_sft" else (config.grpo.init or config.model.path)
+    if not (Path(model_dir) / "config.json").is_file() and (Path(config.model.path) / "config.json").is_file():
+        model_dir = config.model.path  # SC-GRPO planned before PA-SFT wrote its checkpoint
+    try:
+        hf_config, source = model_config(model_dir, config.backbone)
+    except FileNotFoundError as error:
+        key = "model.path" if model_dir == config.model.path else "grpo.init"
+        raise FileNotFoundError(f"{key}: {error}") from None
+    shape = ModelShape.from_config(hf_config)
+    response = config.grpo.max_new_tokens + 1  # the end-of-turn token
+    images = image_tokens(hf_config, config.model.max_pixels, model_dir) * (config.data.shots + 1)
+    sequence = PROMPT_TEXT_TOKENS + images + response
+    memory = config.memory
+
+    def work(samples: int, budget: int, checkpointing: bool = False) -> Workload:
+        return Workload(
+            dtype=config.model.dtype,
+            sequence=sequence,
+            image_tokens=images,
+            response=response,
+            samples=samples,
+            tokens_per_forward=budget,
+            gradient_checkpointing=checkpointing,
+        )
+
+    checkpointing = config.model.gradient_checkpointing
+    if stage == "pa_sft":
+        sft = config.sft
+        per_micro = max(1, sft.batch_size // sft.world_size // sft.gradient_accumulation)
+        shards = _zero_shards(sft.strategy, sft.zero_stage, sft.world_size, sft.offload_optimizer)
+        estimate = policy_estimate(shape, work(per_micro, memory.train_tokens, checkpointing), shards)
+        placed = []
+        for rank in range(sft.world_size):
+            named = ActorEstimate(f"policy rank {rank}", dict(estimate.parts))
+            placed.append(PlacedActor(named, config.resources.policy.num_gpus))
+    else:
+        grpo = config.grpo
+        samples = grpo.prompts_per_step * grpo.group_size
+        workers = config.resources.num_rollout_workers
+        policy = policy_estimate(shape, work(samples // grpo.mini_batches, memory.train_tokens, checkpointing))
+        reference = forward_estimate(shape, work(samples, memory.logprob_tokens))
+        per_worker = -(-grpo.prompts_per_step // workers) * grpo.group_size
+        rollout = hf_rollout_estimate(shape, work(per_worker, memory.logprob_tokens))
+        placed = [
+            PlacedActor(policy, config.resources.policy.num_gpus),
+            PlacedActor(reference, config.resources.reference.num_gpus),
+        ]
+        for index in range(workers):
+            named = ActorEstimate("rollout" if workers == 1 else f"rollout {index}", dict(rollout.parts))
+            placed.append(PlacedActor(named, config.resources.rollout.num_gpus))
+    for actor in placed:
+        if actor.num_gpus == 0:
+            actor.estimate.parts["runtime"] = CPU_RUNTIME
+    devices = _place(placed, memory.device_gib)
+    return MemoryPlan(source, shape.parameters, [p.estimate for p in placed], devices, HEADROOM)
+
+
+def _zero_shards(strategy: str, stage: int, world: int, offload: bool) -> dict[str, int]:
+    """How many ranks share each training state under DeepSpeed ZeRO (0: not on the device)."""
+    if strategy != "deepspeed":
+        return {}
+    shards = {
+        "optimizer": world if stage >= 1 else 1,
+        "gradients": world if stage >= 2 else 1,
+        "weights": world if stage >= 3 else 1,
+    }
+    if offload:
+        shards["optimizer"] = 0
+    return shards
+
+
+def _place(actors: list[PlacedActor], device_gib: float | None) -> list[DeviceCheck]:
+    """The devices the actors land on: each GPU actor with a whole GPU (or more) alone,
+    fractional ones packed first-fit as Ray packs them, CPU actors together in host memory."""
+    gpu_capacity = device_gib * GIB if device_gib else _this_machines_gpu()
+    devices: list[DeviceCheck] = []
+    free: list[float] = []  # GPU share left on each fractional device
+    host = [p.estimate for p in actors if p.num_gpus == 0]
+    for actor in (p for p in actors if p.num_gpus > 0):
+        if actor.num_gpus >= 1 or gpu_capacity is None:
+            devices.append(DeviceCheck(f"GPU {len(devices)}", gpu_capacity or 0.0, [actor.estimate]))
+            free.append(0.0)
+            continue
+        index = next((i for i, left in enumerate(free) if left + 1e-9 >= actor.num_gpus), None)
+        if index is None:
+            devices.append(DeviceCheck(f"GPU {len(devices)}", gpu_capacity, []))
+            free.append(1.0)
+            index = len(devices) - 1
+        devices[index].actors.append(actor.estimate)
+        free[index] -= actor.num_gpus
+    if host:
+        devices.append(DeviceCheck("host memory", _host_memory(), host))
+    return devices
+
+
+def _this_machines_gpu() -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return float(torch.cuda.get_device_properties(0).total_memory)
+
+
+def _host_memory() -> float:
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
+    """The plan, logged; a `MemoryPlanError` naming the keys to change when an actor would
+    not fit its device (a warning instead with `memory.check: false`)."""
+    plan = plan_memory(config, stage)
+    for line in plan.lines():
+        logger.info("%s", line)
+    unknown = [d for d in plan.devices if d.capacity == 0]
+    if unknown:
+        logger.warning(
+            "no GPU on this machine and memory.device_gib is not set: the GPU actors' plan is not checked "
+            "(set memory.device_gib to the memory of the GPUs the run is for)"
+        )
+    full = plan.too_full()
+    if not full:
+        return plan
+    message = "; ".join(_too_full_message(plan, device, config, stage) for device in full)
+    if config.memory.check:
+        raise MemoryPlanError(f"out of memory before it starts: {message}")
+    logger.warning("the memory plan does not fit (memory.check is false, starting anyway): %s", message)
+    return plan
+
+
+def dry_run(config: RecipeConfig, stage: str) -> int:
+    """`--dry-run` on the local backend: the memory plan of every actor, printed; nothing
+    starts, nothing loads. Exit 0 when it fits, 2 (with the keys to change) when not."""
+    try:
+        plan = plan_memory(config, stage)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(plan.lines()))
+    if any(d.capacity == 0 for d in plan.devices):
+        print("note: no GPU here and memory.device_gib is not set: GPU actors are not checked")
+    full = plan.too_full()
+    if full:
+        message = "; ".join(_too_full_message(plan, device, config, stage) for device in full)
+        print(f"error: out of memory before it starts: {message}", file=sys.stderr)
+        return 2 if config.memory.check else 0
+    return 0
+
+
+def _too_full_message(plan: MemoryPlan, device: DeviceCheck, config: RecipeConfig, stage: str) -> str:
+    largest = max(device.actors, key=lambda a: a.total)
+    usable = HEADROOM * device.capacity
+    state = sum(largest.parts.get(part, 0.0) for part in ("weights", "gradients", "optimizer"))
+    detail = ", ".join(a.describe() for a in device.actors)
+    keys = []
+    if state > usable:
+        keys.append(
+            f"nothing about batches helps: {largest.name}'s weights, gradients and optimizer state alone take "
+            f"{state / GIB:.1f} GiB; "
+            + (
+                "run SC-GRPO on the OpenRLHF backend (resources.backend=openrlhf: DeepSpeed ZeRO shards them)"
+                if stage == "sc_grpo"
+                else "shard them: sft.strategy=deepspeed with sft.zero_stage=3 (or sft.offload_optimizer=true)"
+            )
+        )
+    else:
+        if largest.parts.get("activations", 0.0) > 0.2 * largest.total:
+            if not config.model.gradient_checkpointing:
+                keys.append("model.gradient_checkpointing=true")
+            keys.append(f"a lower memory.train_tokens (now {config.memory.train_tokens})")
+        if stage == "sc_grpo":
+            keys.append(f"a lower grpo.max_new_tokens (now {config.grpo.max_new_tokens})")
+            if largest.name.startswith("rollout"):
+                keys.append("more resources.num_rollout_workers (each samples fewer prompts)")
+        elif config.sft.strategy != "deepspeed" or config.sft.zero_stage < 3:
+            keys.append("sft.strategy=deepspeed with a higher sft.zero_stage")
+        if len(device.actors) > 1:
+            keys.append("a whole GPU per actor (resources.<actor>.num_gpus=1)")
+    keys.append("memory.device_gib if the GPUs the run is for are larger")
+    return (
+        f"{device.device} would need {device.needed / GIB:.1f} GiB of its {device.capacity / GIB:.1f} GiB "
+        f"({HEADROOM:.0%} usable) for {detail}. Try: {'; '.join(keys)}"
+    )

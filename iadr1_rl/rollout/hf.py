@@ -1,0 +1,48 @@
+"""The HF `generate` engine: the CPU default, and the reference the others are checked against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+import torch
+
+from ..models.encoding import EncodedPrompt
+from ..models.generation import SamplingConfig, generate_token_ids
+from ..models.loading import load_vlm
+from .engine import Completion, RolloutEngine
+
+
+class HFEngine(RolloutEngine):
+    """Samples with the model's own `generate` on the actor's device."""
+
+    def __init__(self, model_path: str, dtype: str = "float32", max_pixels: int | None = None) -> None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, self.processor = load_vlm(model_path, dtype=dtype, device=device, max_pixels=max_pixels)
+        eos = self.model.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos])
+
+    @torch.no_grad()
+    def generate(
+        self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
+    ) -> list[list[Completion]]:
+        torch.manual_seed(seed)
+        sampling = replace(sampling, do_sample=True, num_return_sequences=group_size)
+        new_tokens = generate_token_ids(self.model, self.processor, prompts, sampling)
+        completions = [self._completion(tokens) for tokens in new_tokens]
+        return [completions[i : i + group_size] for i in range(0, len(completions), group_size)]
+
+    def _completion(self, tokens: list[int]) -> Completion:
+        """The tokens up to and including the first end-of-turn (the rest is padding)."""
+        end = next((i for i, t in enumerate(tokens) if t in self.eos), None)
+        kept = tokens[: end + 1] if end is not None else tokens
+        text = self.processor.tokenizer.decode(kept, skip_special_tokens=True)
+        return Completion(kept, text, "stop" if end is not None else "length")
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        parameters = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in named_tensors:
+                if name not in parameters:
+                    raise KeyError(f"the rollout model has no parameter {name!r}: policy and engine differ")
+                parameters[name].copy_(tensor)

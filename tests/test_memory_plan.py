@@ -1,0 +1,132 @@
+"""The memory plan: each actor's peak from the model's config.json alone, printed by the
+dry run for every shipped backbone config, a config that cannot fit refused before any
+model loads, and the estimate against the peaks the step benchmark measures on CPU."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+
+from iadr1_rl.backends.local.grpo import run_grpo
+from iadr1_rl.backends.local.memory import MemoryPlanError, dry_run, plan_memory
+from iadr1_rl.models.backbones import BACKBONES
+from iadr1_rl.models.loading import load_vlm
+from iadr1_rl.train.config import load_config
+from iadr1_rl.train.memory_plan import GIB, ModelShape, Workload, policy_estimate
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKBONE_CONFIGS = sorted(p for p in (ROOT / "recipes" / "configs").glob("*.yaml") if p.stem != "demo")
+
+
+@pytest.mark.parametrize("path", BACKBONE_CONFIGS, ids=lambda p: p.stem)
+def test_the_dry_run_plans_every_shipped_backbone_and_each_fits_its_gpu(path, capsys):
+    config = load_config(path)
+    assert config.memory.device_gib == 80  # the GPU the config is written for
+    for stage, actors in (("sc_grpo", ("policy:", "reference:", "rollout:")), ("pa_sft", ("policy rank 0:",))):
+        assert dry_run(config, stage) == 0
+        out = capsys.readouterr().out
+        assert f"from the published config of {BACKBONES[config.backbone][0]}" in out
+        assert all(f"  {actor} " in out for actor in actors), out
+        assert "GiB" in out and "DOES NOT FIT" not in out and out.count(": fits") >= 1
+
+
+def test_parameters_are_counted_exactly_from_the_config(tiny_model_dir):
+    from transformers import AutoConfig
+
+    model, _ = load_vlm(tiny_model_dir)
+    shape = ModelShape.from_config(AutoConfig.from_pretrained(tiny_model_dir))
+    assert shape.parameters == sum(p.numel() for p in model.parameters())
+    assert shape.vocab == model.get_output_embeddings().weight.shape[0]
+
+
+def test_checkpointing_budgets_and_sharding_move_the_estimate():
+    from iadr1_rl.models.backbones import model_config
+
+    shape = ModelShape.from_config(model_config("nowhere", "qwen2_vl_2b")[0])
+    work = dict(dtype="bfloat16", sequence=800, image_tokens=256, response=300, samples=64)
+    full = policy_estimate(shape, Workload(**work, tokens_per_forward=16384))
+    checkpointed = policy_estimate(shape, Workload(**work, tokens_per_forward=16384, gradient_checkpointing=True))
+    smaller = policy_estimate(shape, Workload(**work, tokens_per_forward=4096))
+    assert checkpointed.parts["activations"] < full.parts["activations"] / 5
+    assert smaller.parts["activations"] < full.parts["activations"] / 3
+    assert full.parts["weights"] == shape.parameters * 2 and full.parts["optimizer"] == 2 * full.parts["weights"]
+    sharded = policy_estimate(shape, Workload(**work, tokens_per_forward=4096), {"optimizer": 4, "gradients": 4})
+    assert sharded.parts["optimizer"] == full.parts["optimizer"] / 4
+    assert sharded.parts["gradients"] == full.parts["gradients"] / 4
+
+
+@pytest.fixture
+def seven_b_folder(tmp_path) -> Path:
+    """A model folder with the real config.json of Qwen2.5-VL-7B and no weights."""
+    from iadr1_rl.models.backbones import model_config
+
+    config, _ = model_config("nowhere", "qwen2_5_vl_7b")
+    folder = tmp_path / "qwen2_5_vl_7b"
+    config.save_pretrained(folder)
+    return folder
+
+
+def test_a_model_too_large_for_the_gpu_is_refused_before_anything_loads(seven_b_folder, synthetic_records, tmp_path):
+    overrides = [
+        f"model.path={seven_b_folder}",
+        f"grpo.init={seven_b_folder}",
+        f"data.train={synthetic_records}",
+        f"run_dir={tmp_path / 'run'}",
+        "model.dtype=bfloat16",
+        "resources.policy.num_gpus=1",
+        "resources.reference.num_gpus=1",
+        "resources.rollout.num_gpus=1",
+        "memory.device_gib=24",
+    ]
+    config = load_config(None, overrides)
+    with pytest.raises(MemoryPlanError, match=r"GPU 0 would need .* of its 24.0 GiB") as error:
+        run_grpo(config, progress=False)
+    assert "weights, gradients and optimizer state alone" in str(error.value)
+    assert "memory.device_gib" in str(error.value)
+    assert not ray.is_initialized()  # refused before Ray started, let alone a model loaded
+    assert not (tmp_path / "run" / "sc_grpo").exists()
+
+
+def test_memory_check_false_warns_and_plans(seven_b_folder, caplog):
+    overrides = [f"model.path={seven_b_folder}", "resources.policy.num_gpus=1", "memory.device_gib=24"]
+    with pytest.raises(MemoryPlanError):
+        from iadr1_rl.backends.local.memory import check_memory
+
+        check_memory(load_config(None, overrides), "sc_grpo")
+    with caplog.at_level(logging.WARNING):
+        plan = check_memory(load_config(None, [*overrides, "memory.check=false"]), "sc_grpo")
+    assert plan.too_full() and "memory.check is false, starting anyway" in caplog.text
+
+
+def test_gpu_actors_sharing_a_gpu_are_checked_together(seven_b_folder):
+    shares = ["resources.policy.num_gpus=0.4", "resources.reference.num_gpus=0.3", "resources.rollout.num_gpus=0.3"]
+    config = load_config(None, [f"model.path={seven_b_folder}", "memory.device_gib=141", "model.dtype=bfloat16", *shares])
+    plan = plan_memory(config, "sc_grpo")
+    assert [d.device for d in plan.devices] == ["GPU 0"]
+    assert [a.name for a in plan.devices[0].actors] == ["policy", "reference", "rollout"]
+    assert plan.devices[0].needed == pytest.approx(sum(a.total for a in plan.actors))
+
+
+def test_the_plan_is_within_a_quarter_of_the_measured_peaks_on_cpu(tmp_path):
+    """The step benchmark at the tiny shape, in its own process: each actor's measured peak
+    (resident memory above the process's own) against the plan's estimate."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--shape", "tiny", "--steps", "2"]
+        + ["--threads", "1", "--out", str(tmp_path), "--json", str(tmp_path / "result.json")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())["steps"]
+    assert set(result["plan_over_peak"]) == {"policy", "reference", "rollout"}
+    for actor, ratio in result["plan_over_peak"].items():
+        assert 0.75 <= ratio <= 1.25, (actor, result["peak_gib"][actor], result["plan_gib"][actor])
+    assert result["phases_s"]["time_rollout"] > 0 and result["phases_s"]["time_train"] > 0
+    assert result["peak_gib"]["policy"] * GIB > 0

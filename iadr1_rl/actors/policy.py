@@ -3,6 +3,7 @@ by token budget; checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,15 +24,24 @@ DEFAULT_TRAIN_TOKENS = 16384
 
 
 class PolicyActor(ModelActor):
+    """The trainable model. With `master_weights` (the default) and a 16-bit `dtype`, its
+    weights, gradients and AdamW state are float32 and its forward passes compute in `dtype`
+    (autocast): in bf16 weights AdamW's updates at SC-GRPO's learning rates (1e-6 on weights
+    of ~1e-2, whose bf16 spacing is ~1e-4) would round away and the policy would not move.
+    The weights it hands on (the final model, weight syncs) are cast to `dtype`."""
+
     def __init__(
         self,
         *args,
         optimizer: OptimizerSettings = OptimizerSettings(),
         gradient_checkpointing: bool = False,
         train_tokens: int = DEFAULT_TRAIN_TOKENS,
+        master_weights: bool = True,
+        dtype: str = "float32",
         **kwargs,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, dtype="float32" if master_weights else dtype, **kwargs)
+        self.compute_dtype = getattr(torch, dtype)
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -42,6 +52,11 @@ class PolicyActor(ModelActor):
         # AdamW allocates its moments at the first step, so this costs nothing when
         # `join_group` replaces it with a distributed engine.
         self.engine: TrainEngine = build_engine(self.model, self.optimizer_settings)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.compute_dtype == self.model.dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.model.device.type, dtype=self.compute_dtype)
 
     # ------------------------------------------------------- data-parallel ranks
     def rendezvous(self) -> tuple[str, int]:
@@ -78,7 +93,9 @@ class PolicyActor(ModelActor):
             chosen = [samples[i] for i in part]
             tokens = sum(len(s.response_ids) for s in chosen)
             with self.engine.accumulating(last=index == len(parts) - 1):
-                loss = sft_loss(self.engine.module(self.batch(chosen)))
+                with self.autocast():
+                    logprobs = self.engine.module(self.batch(chosen))
+                loss = sft_loss(logprobs)
                 self.engine.backward(loss, tokens / max(1.0, step_tokens))
             loss_sum += loss.item() * tokens
         grad_norm = self.engine.step()
@@ -124,7 +141,8 @@ class PolicyActor(ModelActor):
         for index, part in enumerate(parts):
             chosen = [samples[i] for i in part]
             with self.engine.accumulating(last=index == len(parts) - 1):
-                logprobs = self.engine.module(self.batch(chosen), ppo.temperature, self.suppressed)
+                with self.autocast():
+                    logprobs = self.engine.module(self.batch(chosen), ppo.temperature, self.suppressed)
                 old = logprobs.detach() if update.old_logprobs is None else _flat(update.old_logprobs, part, logprobs)
                 ref = _flat(update.ref_logprobs, part, logprobs)
                 lengths_of = torch.tensor([len(s.response_ids) for s in chosen], device=logprobs.device)
@@ -153,7 +171,8 @@ class PolicyActor(ModelActor):
     def weight_buckets(self, bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> int:
         """How many buckets a weight sync of `bucket_bytes` takes (lays them out once)."""
         if self._sender is None or self._sender_bytes != bucket_bytes:
-            self._sender, self._sender_bytes = WeightSender(self.model, bucket_bytes), bucket_bytes
+            self._sender = WeightSender(self.model, bucket_bytes, self.compute_dtype)
+            self._sender_bytes = bucket_bytes
         return self._sender.count
 
     def weight_bucket(self, index: int, version: int) -> WeightBucket:
@@ -166,11 +185,14 @@ class PolicyActor(ModelActor):
         """An HF folder (model and processor) that evaluation or the next stage loads
         (written by rank 0; every rank of a group calls it)."""
         Path(path).mkdir(parents=True, exist_ok=True)
-        self.engine.save_model(path, self.processor)
+        self.engine.save_model(path, self.processor, self.compute_dtype)
         return path
 
     def save_checkpoint(self, path: str) -> str:
-        self.save_model(path)
+        """The model with its master weights as they are (a resume continues exactly), and
+        the optimizer and scheduler state."""
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.engine.save_model(path, self.processor)
         self.engine.save_state(path)
         return path
 

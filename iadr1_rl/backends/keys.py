@@ -58,6 +58,9 @@ LOCAL: dict[str, Handling] = {
     "model.dtype": Handling("every actor's weights"),
     "model.max_pixels": Handling("every actor's image processor"),
     "model.gradient_checkpointing": Handling("the policy's training"),
+    "model.master_weights": Handling(
+        "the policy's float32 weights under 16-bit compute (PA-SFT under DeepSpeed: DeepSpeed's own master copy)"
+    ),
     "data.train": Handling("PA-SFT's records; SC-GRPO's when data.grpo_train is empty"),
     "data.grpo_train": Handling("SC-GRPO's prompts"),
     "data.eval": Handling("the evaluation of the final model"),
@@ -134,6 +137,7 @@ OPENRLHF: dict[str, Handling] = {
         "OpenRLHF reads the image processor from the checkpoint: the init checkpoint's max_pixels must match"
     ),
     "model.gradient_checkpointing": Handling("--actor.gradient_checkpointing_enable"),
+    "model.master_weights": na("DeepSpeed keeps float32 master weights itself"),
     "data.train": Handling("exported as the prompt dataset when data.grpo_train is empty"),
     "data.grpo_train": Handling("exported as the prompt dataset (--data.prompt_dataset)"),
     "data.eval": na(NO_EVAL),

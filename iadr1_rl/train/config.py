@@ -33,6 +33,10 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="bfloat16 on GPUs, as the paper")
     max_pixels: int | None = Field(None, gt=0, description="the paper: 480000")
     gradient_checkpointing: bool = False
+    master_weights: bool = Field(
+        True,
+        description="the local policy keeps float32 weights and computes in dtype (bf16 updates at lr 1e-6 vanish)",
+    )
 
 
 class DataConfig(Section):

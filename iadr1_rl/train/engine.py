@@ -97,11 +97,22 @@ class TrainEngine:
         """Rank 0 writes the model folder and the replicated optimizer state."""
         return self.spec.rank == 0
 
-    def save_model(self, path: str | Path, processor: Any) -> None:
+    def save_model(self, path: str | Path, processor: Any, dtype: torch.dtype | None = None) -> None:
+        """The model as an HF folder, its weights cast to `dtype` when given (float32 master
+        weights saved in the dtype the model computes in)."""
         if self.is_writer():
             from ..models.processor import save_processor
 
-            self.model.save_pretrained(path)
+            if dtype is None or dtype == next(self.model.parameters()).dtype:
+                self.model.save_pretrained(path)
+            else:
+                state = {k: v.to(dtype) for k, v in self.model.state_dict().items()}
+                saved_dtype = self.model.config.dtype
+                self.model.config.dtype = dtype
+                try:
+                    self.model.save_pretrained(path, state_dict=state)
+                finally:
+                    self.model.config.dtype = saved_dtype
             save_processor(processor, path)
 
     def save_state(self, path: str | Path) -> None:
@@ -188,7 +199,8 @@ class DeepSpeedEngine(TrainEngine):
     def lr(self) -> float:
         return self.module.get_lr()[0]
 
-    def save_model(self, path: str | Path, processor: Any) -> None:
+    def save_model(self, path: str | Path, processor: Any, dtype: torch.dtype | None = None) -> None:
+        # DeepSpeed's module is in the dtype it computes in; its float32 master copy is its own.
         state = self._gathered_state() if self.spec.zero_stage == 3 else None
         if self.is_writer():
             from ..models.processor import save_processor

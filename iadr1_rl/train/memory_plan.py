@@ -166,21 +166,36 @@ def _chunk_bytes_per_value(b: int, backward: bool) -> int:
     return forward + 8 if backward else forward
 
 
-def policy_estimate(shape: ModelShape, work: Workload, shards: dict[str, int] | None = None) -> ActorEstimate:
-    """The training actor: weights, gradients, AdamW's moments (each divided by its ZeRO
-    shards, `{"weights", "gradients", "optimizer"}`, optimizer 0 when offloaded), the
-    activations of one micro-batch, and one chunk of logits forward and backward."""
+def policy_estimate(
+    shape: ModelShape, work: Workload, shards: dict[str, int] | None = None, precision: str = "master"
+) -> ActorEstimate:
+    """The training actor: weights, gradients, AdamW's state, the activations of one
+    micro-batch, and one chunk of logits forward and backward.
+
+    `precision` says where the float32 copy lives: "master" (our policy: float32 weights,
+    gradients and moments, and autocast's 16-bit copy of the weights), "deepspeed" (16-bit
+    weights and float32 gradients, master copy and moments in the optimizer, each divided
+    by its ZeRO shards `{"weights", "gradients", "optimizer"}`; optimizer 0 when offloaded),
+    or "none" (everything in the weights' dtype)."""
     shards = shards or {}
     b = work.bytes
     rows = work.samples_per_forward
     tokens = rows * work.sequence
     patches = rows * work.image_tokens * shape.patches_per_token
-    weights = shape.parameters * b
+    p = shape.parameters
+    if b == 4 or precision == "none":  # one dtype for everything
+        weights, gradients, optimizer, copies = p * b, p * b, 2 * p * b, 0.0
+    elif precision == "master":
+        weights, gradients, optimizer, copies = p * 4, p * 4, 2 * p * 4, p * b
+    else:  # deepspeed
+        weights, gradients, optimizer, copies = p * b, p * 4, 3 * p * 4, 0.0
     estimate = ActorEstimate("policy")
     estimate.parts["weights"] = weights / shards.get("weights", 1)
-    estimate.parts["gradients"] = weights / shards.get("gradients", 1)
+    if copies:
+        estimate.parts["autocast_copies"] = copies
+    estimate.parts["gradients"] = gradients / shards.get("gradients", 1)
     optimizer_shards = shards.get("optimizer", 1)
-    estimate.parts["optimizer"] = 0.0 if optimizer_shards == 0 else 2 * weights / optimizer_shards
+    estimate.parts["optimizer"] = 0.0 if optimizer_shards == 0 else optimizer / optimizer_shards
     text_layer = tokens * _text_layer_saved(shape, b)
     vision_layer = patches * _vision_layer_saved(shape, b)
     if work.gradient_checkpointing:  # each layer's input kept, one layer at a time recomputed

@@ -109,7 +109,8 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
         sft = config.sft
         per_micro = max(1, sft.batch_size // sft.world_size // sft.gradient_accumulation)
         shards = _zero_shards(sft.strategy, sft.zero_stage, sft.world_size, sft.offload_optimizer)
-        estimate = policy_estimate(shape, work(per_micro, memory.train_tokens, checkpointing), shards)
+        precision = "deepspeed" if sft.strategy == "deepspeed" else _precision(config)
+        estimate = policy_estimate(shape, work(per_micro, memory.train_tokens, checkpointing), shards, precision)
         placed = []
         for rank in range(sft.world_size):
             named = ActorEstimate(f"policy rank {rank}", dict(estimate.parts))
@@ -118,7 +119,8 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
         grpo = config.grpo
         samples = grpo.prompts_per_step * grpo.group_size
         workers = config.resources.num_rollout_workers
-        policy = policy_estimate(shape, work(samples // grpo.mini_batches, memory.train_tokens, checkpointing))
+        policy_work = work(samples // grpo.mini_batches, memory.train_tokens, checkpointing)
+        policy = policy_estimate(shape, policy_work, precision=_precision(config))
         reference = forward_estimate(shape, work(samples, memory.logprob_tokens))
         per_worker = -(-grpo.prompts_per_step // workers) * grpo.group_size
         rollout = hf_rollout_estimate(shape, work(per_worker, memory.logprob_tokens))
@@ -134,6 +136,10 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
             actor.estimate.parts["runtime"] = CPU_RUNTIME
     devices = _place(placed, memory.device_gib)
     return MemoryPlan(source, shape.parameters, [p.estimate for p in placed], devices, HEADROOM)
+
+
+def _precision(config: RecipeConfig) -> str:
+    return "master" if config.model.master_weights else "none"
 
 
 def _zero_shards(strategy: str, stage: int, world: int, offload: bool) -> dict[str, int]:

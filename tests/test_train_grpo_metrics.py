@@ -36,3 +36,13 @@ def test_part_means_and_task_accuracies():
     assert metrics["type_score"] == 1.0
     assert metrics["reward_normalised"] == pytest.approx((1 + 3 / 4 + 1) / 3)
     assert metrics["reward_location_std"] == pytest.approx((2 / 9) ** 0.5)
+
+
+def test_the_rollout_logprob_gap_and_its_stop():
+    from iadr1_rl.backends.local.grpo import check_gap, mean_gap
+
+    assert mean_gap([[-1.0, -2.0], [-0.5]], [[-1.0, -2.5], [-0.25]]) == pytest.approx(0.25)
+    assert mean_gap([], []) == 0.0
+    check_gap(0.01, 1.0, version=3)  # near zero: the engine samples from the policy being trained
+    with pytest.raises(RuntimeError, match=r"rollout_logprob_gap 2\.5 is over rollout\.max_logprob_gap 1: .*version 3"):
+        check_gap(2.5, 1.0, version=3)

@@ -137,6 +137,7 @@ class PolicyActor(ModelActor):
         lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
         parts = token_budget_batches(lengths, self.train_tokens, "memory.train_tokens")
         sums = dict.fromkeys(GRPO_SUMS, 0.0)
+        gap = 0.0
         lr = self.engine.lr()
         for index, part in enumerate(parts):
             chosen = [samples[i] for i in part]
@@ -153,9 +154,13 @@ class PolicyActor(ModelActor):
                 self.engine.backward(result.loss, 1.0)
             for key, value in result.sums.items():
                 sums[key] += value
+            if update.sampling_logprobs is not None:
+                gap += (logprobs.detach() - _flat(update.sampling_logprobs, part, logprobs)).abs().sum().item()
         grad_norm = self.engine.step()
         tokens = max(1, total)
+        measured = {} if update.sampling_logprobs is None else {"rollout_logprob_gap": gap / tokens}
         return {
+            **measured,
             "loss": (sums["policy_loss"] + ppo.beta * sums["kl"]) / tokens,
             "policy_loss": sums["policy_loss"] / tokens,
             "kl": sums["kl"] / tokens,

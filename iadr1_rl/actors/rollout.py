@@ -14,6 +14,7 @@ from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig
 from ..models.loading import import_model_code
 from ..rollout import Completion, build_engine
+from ..rollout.engine import engine_class
 from ..rollout.weight_sync import WeightBucket, WeightReceiver
 from ..train.peak_memory import PeakMemory
 from .base import device_for_actor
@@ -29,12 +30,16 @@ class RolloutActor:
         dtype: str = "float32",
         max_pixels: int | None = None,
         torch_threads: int = 0,
+        engine_options: dict | None = None,
     ) -> None:
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         import_model_code(model_path)  # the code's memory is the process's, not the model's
+        engine_class(engine)
         self.memory = PeakMemory(device_for_actor())  # before the engine loads its model
-        self.engine = build_engine(engine, model_path=model_path, dtype=dtype, max_pixels=max_pixels)
+        self.engine = build_engine(
+            engine, model_path=model_path, dtype=dtype, max_pixels=max_pixels, **(engine_options or {})
+        )
         self.weights = WeightReceiver()
         logger.info("RolloutActor (%s engine) loaded %s (pid %d)", engine, model_path, os.getpid())
 
@@ -53,7 +58,7 @@ class RolloutActor:
     def load_weights(self, bucket: WeightBucket) -> int | None:
         """Take one bucket of a weight sync; after its last bucket, the version this worker
         now holds (which the driver checks against the one it sent), None before."""
-        return self.weights.take(bucket, self.engine.load_weights)
+        return self.weights.take(bucket, self.engine.load_weights, self.engine.finish_sync)
 
     @property
     def version(self) -> int:

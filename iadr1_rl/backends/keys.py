@@ -110,7 +110,15 @@ LOCAL: dict[str, Handling] = {
     "resources.num_rollout_workers": Handling("rollout actors sharing each step's prompts"),
     "resources.torch_threads": Handling("torch threads per actor"),
     "resources.ray_address": Handling("the Ray cluster to join"),
-    "rollout.engine": Handling("the rollout workers' engine: hf (the model's generate)"),
+    "rollout.engine": Handling(
+        "the rollout workers' engine: hf (the model's generate) or vllm (a vLLM engine per worker; make install-vllm)"
+    ),
+    "rollout.gpu_memory_utilization": Handling("vllm on a GPU: the engine's share of its GPU, and the memory plan"),
+    "rollout.kv_cache_gib": Handling("vllm: the KV cache's size instead of a GPU share (on CPU 1 GiB when unset)"),
+    "rollout.max_model_len": Handling("vllm: the longest prompt + response it holds (null: the model's)"),
+    "rollout.enforce_eager": Handling("vllm: no CUDA graphs or compilation"),
+    "rollout.sleep": Handling("vllm on a GPU: the engine frees its memory while the policy trains"),
+    "rollout.max_logprob_gap": Handling("the run stops when the engine's log-probs stray further from the policy's"),
     "memory.train_tokens": Handling("the policy's micro-batches: the most padded tokens one training forward holds"),
     "memory.logprob_tokens": Handling("the reference's and the old log-probs' forward passes, and the memory plan"),
     "memory.device_gib": Handling("the GPU memory the plan checks GPU actors against (null: this machine's)"),
@@ -177,6 +185,17 @@ OPENRLHF: dict[str, Handling] = {
     "resources.torch_threads": na("throughput only; OpenRLHF sets its own threads"),
     "resources.ray_address": Handling("RAY_ADDRESS of OpenRLHF's driver"),
     "rollout.engine": na("OpenRLHF always samples with its vLLM engines (openrlhf.vllm_num_engines)"),
+    **{
+        f"rollout.{key}": na(f"OpenRLHF's vLLM settings are openrlhf.* ({where})")
+        for key, where in (
+            ("gpu_memory_utilization", "openrlhf.vllm_gpu_memory_utilization"),
+            ("kv_cache_gib", "openrlhf.vllm_gpu_memory_utilization"),
+            ("max_model_len", "openrlhf.max_len"),
+            ("enforce_eager", "openrlhf.extra_args: --vllm.enforce_eager"),
+            ("sleep", "openrlhf.colocate_all turns on its vLLM sleep"),
+        )
+    },
+    "rollout.max_logprob_gap": na("the OpenRLHF backend does not compare its engines' log-probs with the policy's"),
     **{
         key: na(
             "OpenRLHF's token-budget batches need sample packing, which it refuses for VLMs; its micro-batches "

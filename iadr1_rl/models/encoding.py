@@ -45,6 +45,7 @@ class EncodedPrompt:
     input_ids: list[int]
     token_types: list[int] | None = None
     vision: dict[str, torch.Tensor] = field(default_factory=dict)
+    images: list | None = None  # the PIL images (an engine that processes images itself takes these)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -52,14 +53,14 @@ class EncodedPrompt:
 
 def encode_prompt(processor, record: Record, family: str) -> EncodedPrompt:
     """The chat-templated prompt of a record with its images (0- or 1-shot by image count)."""
-    encoded = processor(
-        text=[record_prompt(processor, record, family)], images=load_images(record), return_tensors="pt"
-    )
+    images = load_images(record)
+    encoded = processor(text=[record_prompt(processor, record, family)], images=images, return_tensors="pt")
     token_types = encoded.get("mm_token_type_ids")
     return EncodedPrompt(
         input_ids=encoded["input_ids"][0].tolist(),
         token_types=token_types[0].tolist() if token_types is not None else None,
         vision={k: v for k, v in encoded.items() if k not in TOKEN_KEYS and isinstance(v, torch.Tensor)},
+        images=images,
     )
 
 
@@ -85,6 +86,7 @@ def encode_prompts(processor, records: Sequence[Record], family: str) -> list[En
             input_ids=encoded["input_ids"][row][keep[row]].tolist(),
             token_types=types[row][keep[row]].tolist() if types is not None else None,
             vision=vision[row],
+            images=images[row],
         )
         for row in range(len(records))
     ]

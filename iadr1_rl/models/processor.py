@@ -30,15 +30,25 @@ class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
 
+# What Qwen2-VL's video processor shares with its image processor (the rest: its defaults).
+VIDEO_SETTINGS = ("size", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")
+
+
 def save_processor(processor, out_dir: str | Path) -> None:
     """Save so that the folder names the standard Qwen2-VL processor: machines with
-    torchvision load it with AutoProcessor, ours through `load_processor`."""
+    torchvision load it with AutoProcessor (vLLM does), ours through `load_processor`. The
+    image-only processor writes the video processor's config too (from the image
+    processor's settings): the standard processor will not load without one."""
     processor.save_pretrained(out_dir)
     config_path = Path(out_dir) / "processor_config.json"
     if isinstance(processor, ImageOnlyQwen2VLProcessor) and config_path.is_file():
         config = json.loads(config_path.read_text())
         config["processor_class"] = "Qwen2VLProcessor"
         config_path.write_text(json.dumps(config, indent=2))
+        image = config.get("image_processor", {})
+        video = {key: image[key] for key in VIDEO_SETTINGS if key in image}
+        video["video_processor_type"] = "Qwen2VLVideoProcessor"
+        (Path(out_dir) / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
 
 
 def _image_processor_config(path: Path) -> dict:

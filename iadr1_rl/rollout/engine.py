@@ -35,6 +35,11 @@ class Completion:
 class RolloutEngine(ABC):
     """Samples groups of completions and takes new weights in place."""
 
+    @classmethod
+    def import_code(cls) -> None:
+        """Import the libraries the engine runs on (before a process measures its baseline)."""
+        return None
+
     @abstractmethod
     def generate(
         self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
@@ -44,16 +49,28 @@ class RolloutEngine(ABC):
 
     @abstractmethod
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Copy these parameters (some or all, by their HF names) into the engine's model."""
+        """Take these parameters (some or all, by their checkpoint names: one bucket of a sync)."""
+
+    def finish_sync(self) -> None:
+        """After a sync's last bucket: whatever makes the new weights the ones that sample
+        (an engine that loads at once has nothing to do)."""
+        return None
 
 
 # `rollout.engine` → "module:class" in this package, imported only when chosen.
-ENGINES = {"hf": "hf:HFEngine"}
+ENGINES = {"hf": "hf:HFEngine", "vllm": "vllm:VLLMEngine"}
+
+
+def engine_class(name: str) -> type[RolloutEngine]:
+    """The class `rollout.engine` names, its module (and what it imports) loaded."""
+    if name not in ENGINES:
+        raise ValueError(f"unknown rollout engine {name!r}; choose from {', '.join(ENGINES)}")
+    module, _, cls = ENGINES[name].partition(":")
+    engine = getattr(importlib.import_module(f"{__package__}.{module}"), cls)
+    engine.import_code()
+    return engine
 
 
 def build_engine(name: str, **kwargs) -> RolloutEngine:
     """The engine `rollout.engine` names, built with the model's settings."""
-    if name not in ENGINES:
-        raise ValueError(f"unknown rollout engine {name!r}; choose from {', '.join(ENGINES)}")
-    module, _, cls = ENGINES[name].partition(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(**kwargs)
+    return engine_class(name)(**kwargs)

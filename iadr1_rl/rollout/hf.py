@@ -11,6 +11,7 @@ from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig, generate_token_ids
 from ..models.loading import load_vlm
 from .engine import Completion, RolloutEngine
+from .weight_sync import checkpoint_named_parameters
 
 
 class HFEngine(RolloutEngine):
@@ -21,6 +22,8 @@ class HFEngine(RolloutEngine):
         self.model, self.processor = load_vlm(model_path, dtype=dtype, device=device, max_pixels=max_pixels)
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos])
+        # Syncs name parameters as checkpoints do (`weight_sync.checkpoint_named_parameters`).
+        self.parameters = dict(checkpoint_named_parameters(self.model))
 
     @torch.no_grad()
     def generate(
@@ -40,9 +43,8 @@ class HFEngine(RolloutEngine):
         return Completion(kept, text, "stop" if end is not None else "length")
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
-        parameters = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, tensor in named_tensors:
-                if name not in parameters:
+                if name not in self.parameters:
                     raise KeyError(f"the rollout model has no parameter {name!r}: policy and engine differ")
-                parameters[name].copy_(tensor)
+                self.parameters[name].copy_(tensor)

@@ -62,25 +62,32 @@ def collapse_placeholders(token_ids: Sequence[int], placeholder: int) -> list[in
 
 
 class VLLMEngine(RolloutEngine):
+    @classmethod
+    def import_code(cls) -> None:
+        require_vllm()
+
     def __init__(
         self,
         model_path: str,
         dtype: str = "float32",
         max_pixels: int | None = None,
-        max_model_len: int = 4096,
+        max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.5,
         kv_cache_gib: float | None = None,
         enforce_eager: bool = True,
         sleep: bool = False,
         images_per_prompt: int = 2,
     ) -> None:
+        if max_model_len is None:
+            max_model_len = _model_max_length(model_path)
         # In-process engine core: weights reload from tensors, and it stays in this actor.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         vllm = require_vllm()
-        self.processor = load_processor(model_path)
-        image_processor = self.processor.image_processor
-        pixels = {"max_pixels": max_pixels or image_processor.max_pixels, "min_pixels": image_processor.min_pixels}
         on_gpu = torch.cuda.is_available()
+        if not on_gpu:
+            keep_cpu_linear_weights()
+        self.processor = load_processor(model_path)
+        pixels = pixel_bounds(self.processor.image_processor, max_pixels)
         memory = {"gpu_memory_utilization": gpu_memory_utilization} if on_gpu and kv_cache_gib is None else {}
         if kv_cache_gib is not None or not on_gpu:  # on CPU always sized: a share would be of host memory
             memory = {"kv_cache_memory_bytes": int((kv_cache_gib or 1.0) * 2**30)}
@@ -100,7 +107,6 @@ class VLLMEngine(RolloutEngine):
         config = self.llm.llm_engine.model_config.hf_config
         self.image_token = getattr(config, "image_token_id", None)
         self.suppressed = [t for t in (self.image_token, getattr(config, "video_token_id", None)) if t is not None]
-        self.eos = set(_as_list(self.llm.llm_engine.model_config.hf_config.text_config.eos_token_id))
         self._pending: list[tuple[str, torch.Tensor]] = []
         if self.sleeps:
             self.llm.sleep(level=1)
@@ -165,5 +171,34 @@ class VLLMEngine(RolloutEngine):
             self.llm.sleep(level=1)
 
 
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+def keep_cpu_linear_weights() -> None:
+    """On CPU, vLLM 0.31 packs every linear layer's weight into a oneDNN (or AMX) kernel at
+    load time and drops the parameter; `reload_weights` then writes the new weights where no
+    kernel reads them, and the engine goes on sampling from the old ones (found here: after
+    a policy step and a sync its log-probs still matched the old weights to 1e-6). Its
+    linear layers here use the weight parameter directly (`torch.nn.functional.linear`,
+    vLLM's own fallback), so that reloaded weights are the ones that compute. Slower on CPU,
+    where this engine serves tests and demos; GPUs never take this path."""
+    from vllm.model_executor.layers import utils
+
+    def plain_linear(layer: torch.nn.Module, remove_weight: bool) -> None:
+        layer.cpu_linear = torch.nn.functional.linear
+
+    utils.dispatch_cpu_unquantized_gemm = plain_linear
+
+
+def pixel_bounds(image_processor, max_pixels: int | None) -> dict[str, int]:
+    """The image processor's pixel bounds as vLLM's Qwen-VL processor takes them (transformers
+    5 keeps them in `size`), `max_pixels` (the config's) over the processor's own."""
+    size = getattr(image_processor, "size", None) or {}
+    low = size.get("shortest_edge", getattr(image_processor, "min_pixels", None))
+    high = size.get("longest_edge", getattr(image_processor, "max_pixels", None))
+    bounds = {"min_pixels": low, "max_pixels": max_pixels or high}
+    return {key: value for key, value in bounds.items() if value}
+
+
+def _model_max_length(model_path: str) -> int:
+    from transformers import AutoConfig
+
+    text = AutoConfig.from_pretrained(model_path).get_text_config()
+    return int(getattr(text, "max_position_embeddings", 4096))

@@ -49,6 +49,25 @@ class WeightBucket:
             yield name, raw.view(getattr(torch, dtype)).view(shape).to(device)
 
 
+def checkpoint_named_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """The model's parameters (a tied weight once) under the names its checkpoint files give
+    them, which every engine loads: transformers 5 renames some in memory (Qwen2-VL's
+    `visual.*` is `model.visual.*`, `model.layers.*` is `model.language_model.layers.*`)."""
+    named = dict(model.named_parameters())
+    try:
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:  # a transformers without renaming: the names are the checkpoint's
+        return list(named.items())
+    reverted = revert_weight_conversion(model, dict(named))
+    by_tensor = {id(tensor): tensor for tensor in named.values()}
+    if len(reverted) != len(named) or any(id(tensor) not in by_tensor for tensor in reverted.values()):
+        raise WeightSyncError(
+            f"{type(model).__name__}'s checkpoint format merges or splits parameters: "
+            "weight syncs send only renamed ones"
+        )
+    return list(reverted.items())
+
+
 def bucket_layout(sizes: Sequence[int], bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> list[list[int]]:
     """Indices of consecutive tensors grouped into buckets of at most `bucket_bytes` (a tensor
     larger than that is a bucket alone).
@@ -90,7 +109,7 @@ class WeightSender:
     def __init__(
         self, model: torch.nn.Module, bucket_bytes: int = DEFAULT_BUCKET_BYTES, dtype: torch.dtype | None = None
     ) -> None:
-        self.named = list(model.named_parameters())  # a tied weight once, by its first name
+        self.named = checkpoint_named_parameters(model)  # a tied weight once
         self.dtype = dtype
         width = torch.empty(0, dtype=dtype).element_size() if dtype is not None else None
         sizes = [p.numel() * (width or p.element_size()) for _, p in self.named]
@@ -111,10 +130,10 @@ class WeightReceiver:
         self.version = 0  # the last version taken whole (0: the weights it started with)
         self._pending: tuple[int, set[int]] | None = None  # (version, bucket indices taken)
 
-    def take(self, bucket: WeightBucket, load) -> int | None:
-        """Load one bucket with `load(named_tensors)`; after the version's last bucket, the
-        version now held (None before it). A bucket of an older version than the one in
-        progress, or a version that ends with buckets missing, is an error."""
+    def take(self, bucket: WeightBucket, load, finish=None) -> int | None:
+        """Load one bucket with `load(named_tensors)`; after the version's last bucket,
+        `finish()` and the version now held (None before it). A bucket of an older version
+        than the one in progress, or a version that ends with buckets missing, is an error."""
         if self._pending is None or self._pending[0] != bucket.version:
             if self._pending is not None and self._pending[0] > bucket.version:
                 raise WeightSyncError(f"bucket of version {bucket.version} after version {self._pending[0]} began")
@@ -128,5 +147,7 @@ class WeightReceiver:
         self._pending = None
         if missing:
             raise WeightSyncError(f"weight sync {bucket.version} ended without bucket(s) {missing}")
+        if finish is not None:
+            finish()
         self.version = bucket.version
         return self.version

@@ -113,7 +113,19 @@ class ResourcesConfig(Section):
 class RolloutConfig(Section):
     """How the local backend's rollout workers sample (their placement: resources.rollout)."""
 
-    engine: Literal["hf"] = Field("hf", description="hf: the model's own generate")
+    engine: Literal["hf", "vllm"] = Field(
+        "hf", description="hf: the model's own generate; vllm: a vLLM engine per worker (make install-vllm)"
+    )
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="vllm on a GPU: its share of the GPU")
+    kv_cache_gib: float | None = Field(
+        None, gt=0, description="vllm: KV-cache size in GiB instead of a GPU share (on CPU: 1 when unset)"
+    )
+    max_model_len: int | None = Field(None, ge=1, description="vllm: the longest prompt + response (null: the model's)")
+    enforce_eager: bool = Field(True, description="vllm: no CUDA graphs or compilation (faster start, slower steps)")
+    sleep: bool = Field(False, description="vllm on a GPU: free its memory while the policy trains (colocation)")
+    max_logprob_gap: float = Field(
+        1.0, gt=0, description="stop when the engine's log-probs differ from the policy's by more (mean per token)"
+    )
 
 
 class MemoryConfig(Section):
@@ -221,7 +233,7 @@ def _describe(error: dict[str, Any]) -> str:
 
 # Keys an older config may still carry, and what took their place.
 REPLACED_KEYS = {
-    "resources.use_vllm": "the rollout engine is rollout.engine (hf)",
+    "resources.use_vllm": "the rollout engine is rollout.engine (hf or vllm)",
 }
 
 # The names other RL frameworks (TRL, OpenRLHF, verl) give our keys: a user coming from

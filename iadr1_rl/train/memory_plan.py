@@ -242,6 +242,27 @@ def hf_rollout_estimate(shape: ModelShape, work: Workload) -> ActorEstimate:
     return estimate
 
 
+def vllm_rollout_estimate(
+    shape: ModelShape, work: Workload, kv_cache: float | None, share: float | None
+) -> ActorEstimate:
+    """A vLLM engine: on a GPU, the share of it vLLM takes (weights, KV cache and its
+    workspace inside it); elsewhere, weights, the KV cache it was given, the prefill's
+    temporaries and the sampler's vocabulary-sized tensors."""
+    estimate = ActorEstimate("rollout")
+    if share is not None:
+        estimate.parts["vllm_share"] = share
+        return estimate
+    b = work.bytes
+    sequences = work.samples
+    prompt = work.sequence - work.response
+    estimate.parts["weights"] = shape.parameters * b
+    estimate.parts["kv_cache"] = kv_cache or 0.0
+    patches = sequences * work.image_tokens * shape.patches_per_token
+    estimate.parts["activations"] = _forward_transient(shape, sequences * prompt, patches, b)
+    estimate.parts["logits"] = sequences * shape.vocab * (b + 28)
+    return estimate
+
+
 @dataclass
 class DeviceCheck:
     """Actors that share one device, and what it holds."""

@@ -33,6 +33,9 @@ class GRPOBatch:
     advantages: list[float]
     ref_logprobs: list[list[float]]
     old_logprobs: list[list[float]] | None = None
+    # The rollout engine's own log-probs of the sampled tokens, where it reports them: on
+    # policy, the update compares them with its own (the rollout_logprob_gap).
+    sampling_logprobs: list[list[float]] | None = None
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:

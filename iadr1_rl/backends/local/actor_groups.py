@@ -106,7 +106,9 @@ class GRPOActors:
         reference = ray_env.remote(ReferenceActor, plan.resources["reference"]).remote(**model.actor_kwargs(plan.init))
         rollout = ray_env.remote(RolloutActor, plan.resources["rollout0"])
         rollouts = [
-            rollout.remote(**model.rollout_kwargs(policy_path), engine=plan.rollout_engine)
+            rollout.remote(
+                **model.rollout_kwargs(policy_path), engine=plan.rollout_engine, engine_options=plan.rollout_options
+            )
             for _ in range(plan.rollout_workers)
         ]
         actors = cls(policy, reference, rollouts)

@@ -44,6 +44,7 @@ class Experience:
     advantages: list[float]
     ref_logprobs: list[list[float]]
     old_logprobs: list[list[float]] | None  # None: on-policy, one update per step
+    sampling_logprobs: list[list[float]] | None  # the engine's, where it reports them
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -70,10 +71,13 @@ class ExperienceMaker:
         kept = [g for g in groups if g.score.has_signal or not self.plan.drop_no_signal]
         samples = [Sample(g.prompt, c.token_ids) for g in kept for c in g.completions]
         advantages = [a for g in kept for a in g.score.advantages]
+        completions_kept = [c for g in kept for c in g.completions]
+        reported = all(c.logprobs is not None for c in completions_kept)
+        sampling = [c.logprobs for c in completions_kept] if reported and completions_kept else None
         times["time_reward"] = time.perf_counter() - tick
 
         ref_logprobs, old_logprobs = self._logprobs(samples, times)
-        experience = Experience(groups, samples, advantages, ref_logprobs, old_logprobs)
+        experience = Experience(groups, samples, advantages, ref_logprobs, old_logprobs, sampling)
         experience.metrics = {**step_metrics(groups, len(samples), self.scorer), **times}
         return experience
 

@@ -75,18 +75,46 @@ def train_on(actors: GRPOActors, experience: Experience, plan: GRPOPlan) -> dict
         return {"time_train": 0.0, "time_sync": 0.0}
     tick = time.perf_counter()
     size = -(-len(samples) // plan.mini_batches)
+    sampling, old = experience.sampling_logprobs, experience.old_logprobs
     updates = []
     for _ in range(plan.ppo_epochs):
         for start in range(0, len(samples), size):
             part = slice(start, start + size)
-            old = None if experience.old_logprobs is None else experience.old_logprobs[part]
-            update = GRPOBatch(samples[part], experience.advantages[part], experience.ref_logprobs[part], old)
+            update = GRPOBatch(
+                samples[part],
+                experience.advantages[part],
+                experience.ref_logprobs[part],
+                None if old is None else old[part],
+                # On policy the update's own log-probs are the sampling policy's: compare there.
+                sampling[part] if sampling is not None and old is None else None,
+            )
             updates.append(_wait(actors.policy.grpo_step.remote(update, plan.ppo)))
     metrics = {key: statistics.fmean(u[key] for u in updates) for key in updates[0]}
+    if sampling is not None and old is not None:  # off policy: the old log-probs are the sampling policy's
+        metrics["rollout_logprob_gap"] = mean_gap(sampling, old)
+    if "rollout_logprob_gap" in metrics:
+        check_gap(metrics["rollout_logprob_gap"], plan.max_logprob_gap, actors.weights_version)
+    metrics["weights_version"] = actors.weights_version  # what the workers sampled with
     metrics["time_train"] = time.perf_counter() - tick
     tick = time.perf_counter()
     actors.sync_weights()
     return {**metrics, "time_sync": time.perf_counter() - tick}
+
+
+def mean_gap(engine: list[list[float]], policy: list[list[float]]) -> float:
+    """The mean absolute difference per response token between two sets of log-probs."""
+    pairs = [(a, b) for row_a, row_b in zip(engine, policy) for a, b in zip(row_a, row_b)]
+    return statistics.fmean(abs(a - b) for a, b in pairs) if pairs else 0.0
+
+
+def check_gap(gap: float, limit: float, version: int) -> None:
+    """Samples drawn from other weights than the policy's are not trained on."""
+    if gap > limit:
+        raise RuntimeError(
+            f"rollout_logprob_gap {gap:.3g} is over rollout.max_logprob_gap {limit:g}: the rollout engine's "
+            f"log-probs are not the policy's (weights version {version}); its weights or its sampling differ. "
+            "Stopping rather than training on those samples"
+        )
 
 
 def rates(metrics: dict[str, float]) -> dict[str, float]:

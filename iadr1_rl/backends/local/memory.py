@@ -28,6 +28,7 @@ from ...train.memory_plan import (
     forward_estimate,
     hf_rollout_estimate,
     policy_estimate,
+    vllm_rollout_estimate,
 )
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
         policy = policy_estimate(shape, policy_work, precision=_precision(config))
         reference = forward_estimate(shape, work(samples, memory.logprob_tokens))
         per_worker = -(-grpo.prompts_per_step // workers) * grpo.group_size
-        rollout = hf_rollout_estimate(shape, work(per_worker, memory.logprob_tokens))
+        rollout = _rollout_estimate(config, shape, work(per_worker, memory.logprob_tokens))
         placed = [
             PlacedActor(policy, config.resources.policy.num_gpus),
             PlacedActor(reference, config.resources.reference.num_gpus),
@@ -136,6 +137,22 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
             actor.estimate.parts["runtime"] = CPU_RUNTIME
     devices = _place(placed, memory.device_gib)
     return MemoryPlan(source, shape.parameters, [p.estimate for p in placed], devices, HEADROOM)
+
+
+def _rollout_estimate(config: RecipeConfig, shape: ModelShape, work: Workload) -> ActorEstimate:
+    """The rollout engine's peak: HF generate's, or the memory vLLM is told to take (its
+    share of a GPU, or its KV cache and the rest on CPU)."""
+    rollout = config.rollout
+    if rollout.engine == "hf":
+        return hf_rollout_estimate(shape, work)
+    on_gpu = config.resources.rollout.num_gpus > 0
+    capacity = config.memory.device_gib * GIB if config.memory.device_gib else _this_machines_gpu()
+    if on_gpu and rollout.kv_cache_gib is None:
+        share = rollout.gpu_memory_utilization * capacity if capacity else None
+        if share is not None:
+            return vllm_rollout_estimate(shape, work, None, share)
+    kv_cache = (rollout.kv_cache_gib or 1.0) * GIB
+    return vllm_rollout_estimate(shape, work, kv_cache, None)
 
 
 def _precision(config: RecipeConfig) -> str:

@@ -168,6 +168,8 @@ class GRPOPlan(_PlanWithRecords):
     optimizer: OptimizerSettings
     rollout_workers: int
     rollout_engine: str
+    rollout_options: dict[str, Any]  # the engine's own settings (rollout.*)
+    max_logprob_gap: float
     resources: dict[str, dict[str, float]]
     memory: MemoryPlan
 
@@ -199,6 +201,8 @@ class GRPOPlan(_PlanWithRecords):
             ),
             rollout_workers=workers,
             rollout_engine=config.rollout.engine,
+            rollout_options=rollout_options(config),
+            max_logprob_gap=config.rollout.max_logprob_gap,
             resources={
                 "policy": placement(config, "policy"),
                 "reference": placement(config, "reference"),
@@ -206,6 +210,21 @@ class GRPOPlan(_PlanWithRecords):
             },
             memory=check_memory(config, "sc_grpo"),
         )
+
+
+def rollout_options(config: RecipeConfig) -> dict[str, Any]:
+    """What the chosen engine is built with beyond the model (the HF engine: nothing)."""
+    if config.rollout.engine == "hf":
+        return {}
+    rollout = config.rollout
+    return {
+        "gpu_memory_utilization": rollout.gpu_memory_utilization,
+        "kv_cache_gib": rollout.kv_cache_gib,
+        "max_model_len": rollout.max_model_len,
+        "enforce_eager": rollout.enforce_eager,
+        "sleep": rollout.sleep,
+        "images_per_prompt": config.data.shots + 1,
+    }
 
 
 def model_plan(config: RecipeConfig, path: str, deepspeed: bool = False) -> ModelPlan:

@@ -44,7 +44,10 @@ $(VLLM_STAMP): setup.py tests/vllm_env/torchvision_cpu_shim.py
 demo: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python recipes/demo.py
 
-test: test-main test-vllm
+# The main suite and the vLLM environment's install and tests side by side (the install is
+# mostly downloads): the two finish in about the time of the main suite alone.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-vllm
 
 test-main: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,6 +27,20 @@ def device_for_actor() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def start_actor(model_path: str, torch_threads: int, engine: str | None = None) -> PeakMemory:
+    """What every actor does before its model loads: set its threads, import the code the
+    model (and a rollout engine) runs on, and start the memory meter, whose baseline then
+    is the process's own (interpreter, libraries), not the model's."""
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    import_model_code(model_path)
+    if engine is not None:
+        from ..rollout.engine import engine_class
+
+        engine_class(engine)
+    return PeakMemory(device_for_actor())
+
+
 class ModelActor:
     """Holds one model and its processor."""
 
@@ -39,11 +53,8 @@ class ModelActor:
         max_pixels: int | None = None,
         logprob_tokens: int = DEFAULT_LOGPROB_TOKENS,
     ) -> None:
-        if torch_threads > 0:
-            torch.set_num_threads(torch_threads)
+        self.memory = start_actor(model_path, torch_threads)
         device = device_for_actor()
-        import_model_code(model_path)  # the code's memory is the process's, not the model's
-        self.memory = PeakMemory(device)  # before the model loads: its baseline is not the model's
         self.model, self.processor = load_vlm(model_path, dtype=dtype, device=device, max_pixels=max_pixels)
         self.family = family
         self.model_path = model_path

@@ -8,16 +8,11 @@ import logging
 import os
 from collections.abc import Sequence
 
-import torch
-
 from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig
-from ..models.loading import import_model_code
 from ..rollout import Completion, build_engine
-from ..rollout.engine import engine_class
 from ..rollout.weight_sync import WeightBucket, WeightReceiver
-from ..train.peak_memory import PeakMemory
-from .base import device_for_actor
+from .base import start_actor
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +27,7 @@ class RolloutActor:
         torch_threads: int = 0,
         engine_options: dict | None = None,
     ) -> None:
-        if torch_threads > 0:
-            torch.set_num_threads(torch_threads)
-        import_model_code(model_path)  # the code's memory is the process's, not the model's
-        engine_class(engine)
-        self.memory = PeakMemory(device_for_actor())  # before the engine loads its model
+        self.memory = start_actor(model_path, torch_threads, engine)
         self.engine = build_engine(
             engine, model_path=model_path, dtype=dtype, max_pixels=max_pixels, **(engine_options or {})
         )

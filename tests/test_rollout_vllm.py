@@ -63,7 +63,7 @@ def test_sampling_logprobs_equal_the_policys_forward(engine, formatted_model, re
 
     policy = PolicyActor(str(formatted_model))
     prompts = encode_prompts(policy.processor, records, "train")
-    sampling = SamplingConfig(max_new_tokens=24, temperature=temperature)
+    sampling = SamplingConfig(max_new_tokens=24, do_sample=True, temperature=temperature)
     completions = engine.generate(prompts, 4, sampling, seed=5)
     assert [len(g) for g in completions] == [4, 4, 4]
     for completion in (c for g in completions for c in g):
@@ -86,7 +86,7 @@ def test_after_a_policy_step_and_a_sync_they_equal_the_new_policys(engine, forma
 
     policy = PolicyActor(str(formatted_model), optimizer=OptimizerSettings(lr=5e-3))
     prompts = encode_prompts(policy.processor, records, "train")
-    sampling = SamplingConfig(max_new_tokens=16)
+    sampling = SamplingConfig(max_new_tokens=16, do_sample=True)
     before = engine.generate(prompts, 2, sampling, seed=1)
     policy.sft_step(records)
     stale = policy_logprobs(policy, prompts, before, 1.0)
@@ -151,3 +151,16 @@ def test_sc_grpo_with_vllm_trains_logs_the_gap_and_resumes_after_sigkill(tmp_pat
         # The workers sampled with the weights of the sync before (counted in this process).
         assert row["time_sync"] > 0 and 0 <= row["weights_version"] < row["step"]
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
+
+
+def test_the_evaluation_backend_generates_greedily_as_hf_does(formatted_model, records):
+    """`iadr1-eval run --backend vllm` is the same engine, greedy: the texts HF's greedy
+    `generate` gives (float32: the same logits, so the same arg-maxes)."""
+    from iadr1_rl.eval.vllm_backend import VLLMGenerator
+    from iadr1_rl.models.generation import SamplingConfig, generate_texts
+    from iadr1_rl.models.loading import load_vlm
+
+    sampling = SamplingConfig(max_new_tokens=16)
+    texts = VLLMGenerator(formatted_model, "train", sampling, dtype="float32").generate(records)
+    model, processor = load_vlm(formatted_model)
+    assert texts == generate_texts(model, processor, records, "train", sampling)

@@ -124,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16, float16")
     run.add_argument("--device", default="cpu", help="torch device (hf backend): cpu, cuda, cuda:1, …")
     run.add_argument(
-        "--backend", choices=("hf", "vllm"), default="hf", help="hf: transformers generate; vllm: GPU only"
+        "--backend",
+        choices=("hf", "vllm"),
+        default="hf",
+        help="hf: transformers generate; vllm: the rollout workers' vLLM engine (make install-vllm; .venv-vllm)",
     )
     run.add_argument("--limit", type=int, help="only the first N samples")
     run.set_defaults(func=cmd_run)

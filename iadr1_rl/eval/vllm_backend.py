@@ -1,47 +1,25 @@
-"""Generation with vLLM (GPU only). Importable without vLLM; using it without vLLM and
-a GPU raises a clear error instead of failing deep inside."""
+"""Evaluation's generation with vLLM: the rollout workers' engine (`rollout/vllm.py`),
+sampling as the evaluation asks (greedy unless told otherwise). Importable without vLLM;
+using it without vLLM is one clear error naming `make install-vllm`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..data.records import Record
-from ..models.encoding import load_images, record_prompt
+from ..models.encoding import encode_prompts
 from ..models.generation import SamplingConfig
-
-
-def require_vllm() -> None:
-    try:
-        import vllm  # noqa: F401
-    except ImportError as error:
-        raise RuntimeError("the vllm backend needs `pip install vllm` (GPU machines only)") from error
-    import torch
-
-    if not torch.cuda.is_available():
-        raise RuntimeError("the vllm backend needs a CUDA GPU; use --backend hf on CPU")
 
 
 class VLLMGenerator:
     def __init__(self, model_dir: str | Path, family: str, sampling: SamplingConfig, dtype: str = "bfloat16") -> None:
-        require_vllm()
-        from vllm import LLM, SamplingParams
+        from ..rollout.vllm import VLLMEngine
 
-        from ..models.processor import load_processor
-
-        self.processor = load_processor(model_dir)
+        self.engine = VLLMEngine(str(model_dir), dtype=dtype, images_per_prompt=2)
         self.family = family
-        self.llm = LLM(model=str(model_dir), dtype=dtype, limit_mm_per_prompt={"image": 2})
-        self.params = SamplingParams(
-            max_tokens=sampling.max_new_tokens,
-            temperature=sampling.temperature if sampling.do_sample else 0.0,
-            top_p=sampling.top_p,
-            n=sampling.num_return_sequences,
-        )
+        self.sampling = sampling
 
     def generate(self, records: list[Record]) -> list[str]:
-        requests = [
-            {"prompt": record_prompt(self.processor, r, self.family), "multi_modal_data": {"image": load_images(r)}}
-            for r in records
-        ]
-        outputs = self.llm.generate(requests, self.params, use_tqdm=False)
-        return [o.text for output in outputs for o in output.outputs]
+        prompts = encode_prompts(self.engine.processor, records, self.family)
+        groups = self.engine.generate(prompts, self.sampling.num_return_sequences, self.sampling, seed=0)
+        return [completion.text for group in groups for completion in group]

@@ -44,8 +44,9 @@ class RolloutEngine(ABC):
     def generate(
         self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Completion]]:
-        """`group_size` sampled completions per prompt: one group per prompt, in order. The
-        draws depend on `seed` only, so a resumed run samples what the uninterrupted one did."""
+        """`group_size` completions per prompt, drawn as `sampling` says (rollouts sample;
+        greedy where `do_sample` is false): one group per prompt, in order. The draws depend
+        on `seed` only, so a resumed run samples what the uninterrupted one did."""
 
     @abstractmethod
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -30,7 +30,7 @@ class HFEngine(RolloutEngine):
         self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Completion]]:
         torch.manual_seed(seed)
-        sampling = replace(sampling, do_sample=True, num_return_sequences=group_size)
+        sampling = replace(sampling, num_return_sequences=group_size)
         new_tokens = generate_token_ids(self.model, self.processor, prompts, sampling)
         completions = [self._completion(tokens) for tokens in new_tokens]
         return [completions[i : i + group_size] for i in range(0, len(completions), group_size)]

@@ -128,7 +128,7 @@ class VLLMEngine(RolloutEngine):
             params.append(
                 SamplingParams(
                     n=group_size,
-                    temperature=sampling.temperature,
+                    temperature=sampling.temperature if sampling.do_sample else 0.0,  # 0: greedy (evaluation)
                     top_p=sampling.top_p,
                     top_k=0,
                     max_tokens=sampling.max_new_tokens,

@@ -108,12 +108,14 @@ def mean_gap(engine: list[list[float]], policy: list[list[float]]) -> float:
 
 
 def check_gap(gap: float, limit: float, version: int) -> None:
-    """Samples drawn from other weights than the policy's are not trained on."""
+    """A step on samples from other weights than the policy's is never kept: the run stops
+    before the step is logged, checkpointed or synced (on policy the gap is measured by the
+    update itself, whose result is then thrown away with the run)."""
     if gap > limit:
         raise RuntimeError(
             f"rollout_logprob_gap {gap:.3g} is over rollout.max_logprob_gap {limit:g}: the rollout engine's "
             f"log-probs are not the policy's (weights version {version}); its weights or its sampling differ. "
-            "Stopping rather than training on those samples"
+            "Stopping before this step is kept; --resume continues from the last checkpoint"
         )
 
 

@@ -2,12 +2,11 @@
 it, and reset after each reading, so that a training step reports its own peak.
 
 - On a GPU: torch's most allocated bytes.
-- On CPU: the process's private and file-backed resident memory (`RssAnon + RssFile`),
-  sampled every few milliseconds, above what it held before its model loaded (the
-  interpreter, torch and the model's code are not the model's). Shared memory is left
-  out: Ray's object store maps into every process that reads an object, and those pages
-  are counted once for the machine, not once per reader (the kernel's high-water mark
-  counts them in each).
+- On CPU: the kernel's resident high-water mark (`VmHWM`, reset through `clear_refs`),
+  less the shared memory the process maps (`RssShmem`: Ray's object store maps into every
+  process that reads an object, and those pages are the machine's once, not each
+  reader's), above what the process held before its model loaded (the interpreter, torch
+  and the model's code are not the model's). Free: no sampling thread.
 """
 
 from __future__ import annotations
@@ -15,13 +14,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import re
-import threading
 from pathlib import Path
 
 import torch
 
 STATUS = Path("/proc/self/status")
-SAMPLE_SECONDS = 0.003
+CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def _status_kib(*fields: str) -> int | None:
@@ -50,35 +48,27 @@ class PeakMemory:
     def __init__(self, device: str | torch.device) -> None:
         self.device = torch.device(device)
         self.baseline = resident_bytes() or 0
-        self._peak = self.baseline
-        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif resident_bytes() is not None:
-            threading.Thread(target=self._sample, name="peak-memory", daemon=True).start()
-
-    def _sample(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(SAMPLE_SECONDS):
-            now = resident_bytes()
-            if now is not None:
-                with self._lock:
-                    self._peak = max(self._peak, now)
+            return
+        release_freed_memory()
+        try:  # "5" resets the resident high-water mark (Linux ≥ 4.0)
+            CLEAR_REFS.write_text("5")
+        except OSError:
+            pass
 
     def take(self) -> float | None:
         """The peak in bytes since the last reading (None where it cannot be measured), then reset."""
         if self.device.type == "cuda":
-            peak = float(torch.cuda.max_memory_allocated(self.device))
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return peak
-        now = resident_bytes()
-        if now is None:
-            return None
-        with self._lock:
-            peak = float(max(self._peak, now) - self.baseline)
-            release_freed_memory()
-            self._peak = resident_bytes() or now
-        return max(0.0, peak)
+            peak: float | None = float(torch.cuda.max_memory_allocated(self.device))
+        else:
+            high, shared = _status_kib("VmHWM"), _status_kib("RssShmem")
+            peak = None if high is None or shared is None else max(0.0, (high - shared) * 1024.0 - self.baseline)
+        self.reset()
+        return peak
 
 
 def release_freed_memory() -> None:

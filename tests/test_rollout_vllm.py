@@ -153,14 +153,34 @@ def test_sc_grpo_with_vllm_trains_logs_the_gap_and_resumes_after_sigkill(tmp_pat
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
 
 
-def test_the_evaluation_backend_generates_greedily_as_hf_does(formatted_model, records):
+def test_the_evaluation_backend_generates_greedily_as_hf_does(engine, formatted_model, records):
     """`iadr1-eval run --backend vllm` is the same engine, greedy: the texts HF's greedy
     `generate` gives (float32: the same logits, so the same arg-maxes)."""
     from iadr1_rl.eval.vllm_backend import VLLMGenerator
     from iadr1_rl.models.generation import SamplingConfig, generate_texts
     from iadr1_rl.models.loading import load_vlm
 
-    sampling = SamplingConfig(max_new_tokens=16)
-    texts = VLLMGenerator(formatted_model, "train", sampling, dtype="float32").generate(records)
+    from iadr1_rl.rollout.weight_sync import WeightReceiver, WeightSender
+
     model, processor = load_vlm(formatted_model)
+    sender, receiver = WeightSender(model), WeightReceiver()  # the shared engine may hold other weights
+    for index in range(sender.count):
+        receiver.take(sender.bucket(index, 100), engine.load_weights, engine.finish_sync)
+    sampling = SamplingConfig(max_new_tokens=16)
+    texts = VLLMGenerator(formatted_model, "train", sampling, engine=engine).generate(records)
     assert texts == generate_texts(model, processor, records, "train", sampling)
+
+
+def test_a_step_larger_than_one_prefill_batch_samples(engine, records, wide_head_formatted_model):
+    """More prompt tokens than vLLM prefills in one batch (4,096 by default): with chunked
+    prefill on CPU, vLLM rewound per-request generators CPU torch cannot rewind ("CPU
+    Generator does not use offset"), which the demo's 8 prompts × G 8 hit."""
+    from iadr1_rl.models.encoding import encode_prompts
+    from iadr1_rl.models.generation import SamplingConfig
+    from iadr1_rl.models.loading import load_vlm
+
+    _, processor = load_vlm(wide_head_formatted_model)
+    prompts = encode_prompts(processor, records, "train")
+    group = 4096 // (len(prompts) * len(prompts[0])) + 2
+    groups = engine.generate(prompts, group, SamplingConfig(max_new_tokens=4, do_sample=True), seed=3)
+    assert [len(g) for g in groups] == [group] * len(prompts)

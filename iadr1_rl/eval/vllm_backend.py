@@ -12,10 +12,13 @@ from ..models.generation import SamplingConfig
 
 
 class VLLMGenerator:
-    def __init__(self, model_dir: str | Path, family: str, sampling: SamplingConfig, dtype: str = "bfloat16") -> None:
+    def __init__(
+        self, model_dir: str | Path, family: str, sampling: SamplingConfig, dtype: str = "bfloat16", engine=None
+    ) -> None:
         from ..rollout.vllm import VLLMEngine
 
-        self.engine = VLLMEngine(str(model_dir), dtype=dtype, images_per_prompt=2)
+        # One engine per process: vLLM keeps process-wide state that a second one disturbs.
+        self.engine = engine or VLLMEngine(str(model_dir), dtype=dtype, images_per_prompt=2)
         self.family = family
         self.sampling = sampling
 

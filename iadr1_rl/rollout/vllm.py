@@ -91,6 +91,10 @@ class VLLMEngine(RolloutEngine):
         memory = {"gpu_memory_utilization": gpu_memory_utilization} if on_gpu and kv_cache_gib is None else {}
         if kv_cache_gib is not None or not on_gpu:  # on CPU always sized: a share would be of host memory
             memory = {"kv_cache_memory_bytes": int((kv_cache_gib or 1.0) * 2**30)}
+        if not on_gpu:
+            # A prompt prefilled in pieces makes vLLM rewind its per-request generator, which
+            # CPU generators cannot ("CPU Generator does not use offset"): whole prefills only.
+            memory.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 8192))
         self.llm = vllm.LLM(
             model=model_path,
             dtype=dtype,

@@ -159,7 +159,6 @@ def test_the_evaluation_backend_generates_greedily_as_hf_does(engine, formatted_
     from iadr1_rl.eval.vllm_backend import VLLMGenerator
     from iadr1_rl.models.generation import SamplingConfig, generate_texts
     from iadr1_rl.models.loading import load_vlm
-
     from iadr1_rl.rollout.weight_sync import WeightReceiver, WeightSender
 
     model, processor = load_vlm(formatted_model)

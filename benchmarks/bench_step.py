@@ -4,6 +4,7 @@ memory plan's estimate.
     python benchmarks/bench_step.py --shape tiny                  # CPU, seconds (the test suite runs it)
     python benchmarks/bench_step.py --shape qwen2_vl_2b --gpus 0.4,0.3,0.3 --steps 4
     python benchmarks/bench_step.py --shape tiny_qwen_vocab --compare   # memory-safe vs straightforward log-probs
+    .venv-vllm/bin/python benchmarks/bench_step.py --engine hf,vllm     # both rollout engines, one run
 
 `--shape` builds a random-initialised model with that backbone's real shapes (its real
 vocabulary size included; nothing is downloaded) and synthetic prompts, then runs
@@ -11,7 +12,8 @@ vocabulary size included; nothing is downloaded) and synthetic prompts, then run
 resources given, on whatever devices the machine has. It prints each phase's time (the
 first step, which warms up, left out), tokens per second, and each actor's peak memory
 (GPU: most allocated; CPU: resident high-water mark above the process's own) beside the
-plan's estimate, as a table and as JSON (`--json`).
+plan's estimate, as a table and as JSON (`--json`). `--engine hf,vllm` runs the same steps
+with each rollout engine in turn and prints each phase's time with vLLM over HF's.
 
 `--compare` measures, each in its own process, the peak of one policy training step and
 one reference pass with the straightforward full-vocabulary log-probs and with the
@@ -96,7 +98,7 @@ def build_inputs(shape: str, out: Path, dtype: str, prompts: int) -> tuple[Path,
     return model, records
 
 
-def bench_config(args, model: Path, records: Path, run_dir: Path):
+def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path):
     from iadr1_rl.train.config import load_config
 
     policy, reference, rollout = args.gpus
@@ -119,15 +121,16 @@ def bench_config(args, model: Path, records: Path, run_dir: Path):
         f"resources.rollout.num_gpus={rollout}",
         f"resources.torch_threads={args.threads}",
         f"memory.train_tokens={args.train_tokens}",
-        f"rollout.engine={args.engine}",
+        f"rollout.engine={engine}",
     ]
     if args.device_gib:
         overrides.append(f"memory.device_gib={args.device_gib}")
     return load_config(ROOT / "recipes" / "configs" / "demo.yaml", overrides)
 
 
-def run_steps(args) -> dict:
-    """`args.steps` SC-GRPO steps through the local backend; phases, rates, peaks and plan."""
+def run_steps(args, engine: str) -> dict:
+    """`args.steps` SC-GRPO steps through the local backend with `engine`; phases, rates,
+    peaks and plan."""
     from iadr1_rl.backends.local.grpo import run_grpo
     from iadr1_rl.backends.local.memory import plan_memory
 
@@ -135,7 +138,7 @@ def run_steps(args) -> dict:
     out = Path(args.out)
     model, records = build_inputs(args.shape, out, dtype, args.prompts)
     with tempfile.TemporaryDirectory(dir=out) as run_dir:
-        config = bench_config(args, model, records, Path(run_dir))
+        config = bench_config(args, engine, model, records, Path(run_dir))
         plan = plan_memory(config, "sc_grpo")
         run_grpo(config, progress=False, run_eval=False)
         rows = [json.loads(line) for line in (Path(run_dir) / "sc_grpo" / "metrics.jsonl").read_text().splitlines()]
@@ -147,7 +150,7 @@ def run_steps(args) -> dict:
         "shape": args.shape,
         "parameters_b": plan.parameters / 1e9,
         "device": "cuda" if _has_cuda() else "cpu",
-        "engine": args.engine,
+        "engine": engine,
         "dtype": dtype,
         "samples_per_step": args.prompts * args.group,
         "new_tokens": args.new_tokens,
@@ -158,6 +161,16 @@ def run_steps(args) -> dict:
         "plan_gib": estimates,
         "plan_over_peak": {a: estimates[a] / peaks[a] for a in ACTORS if peaks.get(a)},
     }
+
+
+def _engines(value: str) -> list[str]:
+    from iadr1_rl.rollout import ENGINES
+
+    engines = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in engines if name not in ENGINES]
+    if unknown or not engines:
+        raise SystemExit(f"--engine: {', '.join(unknown) or value!r} is not one of {', '.join(ENGINES)}")
+    return engines
 
 
 def _has_cuda() -> bool:
@@ -310,6 +323,15 @@ def print_steps(result: dict) -> None:
         print(f"  {actor:<10} {_gib(peak):>8}   {_gib(plan):>8}   {f'{ratio:.2f}' if ratio else 'n/a':>11}")
 
 
+def print_engine_ratios(results: list[dict]) -> None:
+    first = results[0]
+    for other in results[1:]:
+        print(f"\nphase            {other['engine']} / {first['engine']} (seconds, measured in this run)")
+        for phase, seconds in other["phases_s"].items():
+            base = first["phases_s"][phase]
+            print(f"  {phase.removeprefix('time_'):<16} {f'{seconds / base:.2f}' if base else 'n/a':>8}")
+
+
 def print_compare(results: dict) -> None:
     print("\npeak memory, memory-safe / straightforward log-probs (each pass in its own process)")
     for name, case in results.items():
@@ -343,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompts", type=int, default=8, help="prompts per step")
     parser.add_argument("--group", type=int, default=4, help="completions per prompt (G)")
     parser.add_argument("--new-tokens", type=int, default=64, help="the most new tokens per completion")
-    parser.add_argument("--engine", default="hf", help="rollout.engine")
+    parser.add_argument("--engine", default="hf", help="rollout.engine; several, comma-separated, run in turn")
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on a GPU, float32 on CPU")
     parser.add_argument("--gpus", default="0,0,0", help="policy,reference,rollout GPU shares (0: CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per actor (0: torch's choice)")
@@ -374,11 +396,14 @@ def main(argv: list[str] | None = None) -> int:
         args.actor = args.one_pass
         print(json.dumps(one_pass(args)))
         return 0
-    result = {"compare": compare(args)} if args.compare else {"steps": run_steps(args)}
-    if "steps" in result:
-        print_steps(result["steps"])
-    else:
+    if args.compare:
+        result = {"compare": compare(args)}
         print_compare(result["compare"])
+    else:
+        result = {"steps": [run_steps(args, engine) for engine in _engines(args.engine)]}
+        for steps in result["steps"]:
+            print_steps(steps)
+        print_engine_ratios(result["steps"])
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -142,7 +142,7 @@ def test_the_plan_is_within_a_quarter_of_the_measured_peaks_on_cpu(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())["steps"]
+    (result,) = json.loads((tmp_path / "result.json").read_text())["steps"]
     assert set(result["plan_over_peak"]) == {"policy", "reference", "rollout"}
     for actor, ratio in result["plan_over_peak"].items():
         assert 0.75 <= ratio <= 1.25, (actor, result["peak_gib"][actor], result["plan_gib"][actor])

@@ -183,3 +183,24 @@ def test_a_step_larger_than_one_prefill_batch_samples(engine, records, wide_head
     group = 4096 // (len(prompts) * len(prompts[0])) + 2
     groups = engine.generate(prompts, group, SamplingConfig(max_new_tokens=4, do_sample=True), seed=3)
     assert [len(g) for g in groups] == [group] * len(prompts)
+
+
+def test_the_step_benchmark_runs_both_engines_in_one_run(tmp_path):
+    """`bench_step.py --engine hf,vllm`: the same steps with each engine, each phase timed,
+    and vLLM's phases over HF's printed."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--engine", "hf,vllm"]
+        + ["--steps", "2", "--prompts", "2", "--group", "2", "--new-tokens", "8", "--threads", "1"]
+        + ["--out", str(tmp_path), "--json", str(tmp_path / "result.json")],
+        env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    hf, vllm = json.loads((tmp_path / "result.json").read_text())["steps"]
+    assert (hf["engine"], vllm["engine"]) == ("hf", "vllm")
+    for result in (hf, vllm):
+        assert result["phases_s"]["time_rollout"] > 0 and result["phases_s"]["time_sync"] > 0
+        assert result["peak_gib"]["rollout"] > 0
+    assert "vllm / hf" in done.stdout and "rollout" in done.stdout.split("vllm / hf")[1]

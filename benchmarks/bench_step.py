@@ -123,6 +123,8 @@ def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path):
         f"memory.train_tokens={args.train_tokens}",
         f"rollout.engine={engine}",
     ]
+    if rollout > 0:  # vLLM takes what it is told: at most the rollout worker's share of its GPU
+        overrides.append(f"rollout.gpu_memory_utilization={min(rollout, 0.85)}")
     if args.device_gib:
         overrides.append(f"memory.device_gib={args.device_gib}")
     return load_config(ROOT / "recipes" / "configs" / "demo.yaml", overrides)

@@ -175,6 +175,7 @@ class PolicyActor(ModelActor):
     # ------------------------------------------------------------ weights, files
     def weight_buckets(self, bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> int:
         """How many buckets a weight sync of `bucket_bytes` takes (lays them out once)."""
+        self.memory.mark()  # the buckets go into shared memory: see PeakMemory
         if self._sender is None or self._sender_bytes != bucket_bytes:
             self._sender = WeightSender(self.model, bucket_bytes, self.compute_dtype)
             self._sender_bytes = bucket_bytes

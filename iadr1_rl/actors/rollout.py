@@ -44,7 +44,9 @@ class RolloutActor:
     def generate(
         self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
     ) -> list[list[Completion]]:
-        return self.engine.generate(prompts, group_size, sampling, seed)
+        completions = self.engine.generate(prompts, group_size, sampling, seed)
+        self.memory.mark()  # the sync that follows maps its buckets: see PeakMemory
+        return completions
 
     def load_weights(self, bucket: WeightBucket) -> int | None:
         """Take one bucket of a weight sync; after its last bucket, the version this worker

@@ -7,6 +7,12 @@ it, and reset after each reading, so that a training step reports its own peak.
   process that reads an object, and those pages are the machine's once, not each
   reader's), above what the process held before its model loaded (the interpreter, torch
   and the model's code are not the model's). Free: no sampling thread.
+
+The high-water mark is of all resident pages, the shared ones included, and the shared
+pages are only known now: a reading taken after a phase that mapped new shared memory (a
+weight sync's buckets) would subtract pages the earlier peak did not hold. Actors call
+`mark()` after their model work and before such a phase: the peak so far is kept and the
+window restarts.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class PeakMemory:
     def __init__(self, device: str | torch.device) -> None:
         self.device = torch.device(device)
         self.baseline = resident_bytes() or 0
+        self._kept: float | None = None  # the largest window's peak since the last take()
         self.reset()
 
     def reset(self) -> None:
@@ -60,15 +67,26 @@ class PeakMemory:
         except OSError:
             pass
 
+    def mark(self) -> None:
+        """Keep the peak so far and restart the window (before mapping new shared memory)."""
+        self._kept = _larger(self._kept, self._window_peak())
+        self.reset()
+
     def take(self) -> float | None:
         """The peak in bytes since the last reading (None where it cannot be measured), then reset."""
-        if self.device.type == "cuda":
-            peak: float | None = float(torch.cuda.max_memory_allocated(self.device))
-        else:
-            high, shared = _status_kib("VmHWM"), _status_kib("RssShmem")
-            peak = None if high is None or shared is None else max(0.0, (high - shared) * 1024.0 - self.baseline)
+        peak, self._kept = _larger(self._kept, self._window_peak()), None
         self.reset()
         return peak
+
+    def _window_peak(self) -> float | None:
+        if self.device.type == "cuda":
+            return float(torch.cuda.max_memory_allocated(self.device))
+        high, shared = _status_kib("VmHWM"), _status_kib("RssShmem")
+        return None if high is None or shared is None else max(0.0, (high - shared) * 1024.0 - self.baseline)
+
+
+def _larger(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def release_freed_memory() -> None:

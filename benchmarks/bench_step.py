@@ -41,7 +41,11 @@ from iadr1_rl.models.backbones import BACKBONES  # noqa: E402
 from iadr1_rl.train.memory_plan import GIB  # noqa: E402
 
 
-def _small_qwen2_vl(hidden: int, layers: int, intermediate: int, vocab: int, vision: int = 96) -> dict:
+def _small_qwen2_vl(
+    hidden: int, layers: int, intermediate: int, vocab: int, vision: int = 96, mrope: tuple = (8, 8, 8)
+) -> dict:
+    """A Qwen2-VL of these sizes (4 attention heads); `mrope`: M-RoPE's sections, which sum
+    to half a head's dimensions."""
     return {
         "model_type": "qwen2_vl",
         "text_config": {
@@ -53,7 +57,7 @@ def _small_qwen2_vl(hidden: int, layers: int, intermediate: int, vocab: int, vis
             "vocab_size": vocab,
             "tie_word_embeddings": True,
             "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 8, 8]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
         },
         "vision_config": {
             "depth": 3,
@@ -72,9 +76,11 @@ QWEN_VOCABULARY = 151_936
 SHAPES = {
     "tiny": (_small_qwen2_vl(192, 3, 512, 1024), 112),
     "tiny_qwen_vocab": (_small_qwen2_vl(192, 3, 512, QWEN_VOCABULARY), 112),
-    "small_qwen_vocab": (_small_qwen2_vl(512, 8, 1408, QWEN_VOCABULARY, vision=128), 112),  # ~100 M parameters
+    # ~100 M parameters, 128-dimensional heads
+    "small_qwen_vocab": (_small_qwen2_vl(512, 8, 1408, QWEN_VOCABULARY, vision=128, mrope=(16, 24, 24)), 112),
     **{name: (config, 448) for name, (_, config) in BACKBONES.items() if config["model_type"].startswith("qwen2")},
 }
+GROWTH_BUDGET = 1024  # --compare: the fixed token budget 16 and 64 samples are measured at
 PHASES = ("time_rollout", "time_reward", "time_reference", "time_old_logprobs", "time_train", "time_sync", "time_step")
 ACTORS = ("policy", "reference", "rollout")
 
@@ -235,7 +241,9 @@ def one_pass(args) -> dict:
         return {"peak_gib": None, "out_of_memory": str(error).splitlines()[0][:200]}
 
 
-def measure(shape: str, actor: str, path: str, samples: int, response: int, args) -> dict:
+def measure(
+    shape: str, actor: str, path: str, samples: int, response: int, args, train_tokens: int | None = None
+) -> dict:
     """`one_pass` in a fresh process (its peak is its own), capped at `args.cap_gib`."""
     command = [
         sys.executable,
@@ -251,7 +259,7 @@ def measure(shape: str, actor: str, path: str, samples: int, response: int, args
         "--response",
         str(response),
         "--train-tokens",
-        str(args.train_tokens),
+        str(train_tokens or args.train_tokens),
         "--dtype",
         args.dtype,
         "--threads",
@@ -287,7 +295,8 @@ def compare(args) -> dict:
         full = measure(shape, actor, "full", samples, response, args)
         chunked = measure(shape, actor, "chunked", samples, response, args)
         results[name] = {"full": full, "chunked": chunked, "ratio": _ratio(chunked, full, args.cap_gib)}
-    growth = {n: measure("tiny_qwen_vocab", "policy", "chunked", n, 64, args) for n in (16, 64)}
+    # A budget below 16 samples' tokens (~2,100), so that both sizes split into micro-batches.
+    growth = {n: measure("tiny_qwen_vocab", "policy", "chunked", n, 64, args, GROWTH_BUDGET) for n in (16, 64)}
     results["fixed_budget_16_to_64"] = {
         "16": growth[16],
         "64": growth[64],
@@ -340,7 +349,8 @@ def print_compare(results: dict) -> None:
         if name == "fixed_budget_16_to_64":
             growth = case["growth"]
             print(
-                f"  {name:<22} 16: {_gib(case['16'].get('peak_gib'))} GiB, 64: {_gib(case['64'].get('peak_gib'))} GiB, "
+                f"  {name:<22} ({GROWTH_BUDGET} tokens a micro-batch) 16: {_gib(case['16'].get('peak_gib'))} GiB, "
+                f"64: {_gib(case['64'].get('peak_gib'))} GiB, "
                 f"growth {growth:+.1%}"
                 if growth is not None
                 else f"  {name}: n/a"

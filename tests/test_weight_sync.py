@@ -69,7 +69,7 @@ def test_a_sync_that_does_not_happen_stops_the_run(ray_session, tiny_model_dir):
 
     class DroppingRollout(RolloutActor):
         def load_weights(self, bucket):
-            return self.version  # says what it holds, took nothing
+            return self.weights.version  # says what it holds, took nothing
 
     policy = ray.remote(PolicyActor).remote(str(tiny_model_dir))
     good = ray.remote(RolloutActor).remote(str(tiny_model_dir))

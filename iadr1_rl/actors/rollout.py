@@ -52,7 +52,3 @@ class RolloutActor:
         """Take one bucket of a weight sync; after its last bucket, the version this worker
         now holds (which the driver checks against the one it sent), None before."""
         return self.weights.take(bucket, self.engine.load_weights, self.engine.finish_sync)
-
-    @property
-    def version(self) -> int:
-        return self.weights.version

@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from iadr1_rl.memory.estimates import GIB  # noqa: E402
 from iadr1_rl.models.backbones import BACKBONES  # noqa: E402
-from iadr1_rl.train.memory_plan import GIB  # noqa: E402
 
 
 def _small_qwen2_vl(
@@ -140,7 +140,7 @@ def run_steps(args, engine: str) -> dict:
     """`args.steps` SC-GRPO steps through the local backend with `engine`; phases, rates,
     peaks and plan."""
     from iadr1_rl.backends.local.grpo import run_grpo
-    from iadr1_rl.backends.local.memory import plan_memory
+    from iadr1_rl.memory.plan import plan_memory
 
     dtype = args.dtype
     out = Path(args.out)

@@ -14,11 +14,11 @@ import pytest
 import ray
 
 from iadr1_rl.backends.local.grpo import run_grpo
-from iadr1_rl.backends.local.memory import MemoryPlanError, dry_run, plan_memory
+from iadr1_rl.memory.estimates import GIB, ModelShape, Workload, policy_estimate
+from iadr1_rl.memory.plan import MemoryPlanError, dry_run, plan_memory
 from iadr1_rl.models.backbones import BACKBONES
 from iadr1_rl.models.loading import load_vlm
 from iadr1_rl.train.config import load_config
-from iadr1_rl.train.memory_plan import GIB, ModelShape, Workload, policy_estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKBONE_CONFIGS = sorted(p for p in (ROOT / "recipes" / "configs").glob("*.yaml") if p.stem != "demo")
@@ -108,7 +108,7 @@ def test_a_model_too_large_for_the_gpu_is_refused_before_anything_loads(seven_b_
 def test_memory_check_false_warns_and_plans(seven_b_folder, caplog):
     overrides = [f"model.path={seven_b_folder}", "resources.policy.num_gpus=1", "memory.device_gib=24"]
     with pytest.raises(MemoryPlanError):
-        from iadr1_rl.backends.local.memory import check_memory
+        from iadr1_rl.memory.plan import check_memory
 
         check_memory(load_config(None, overrides), "sc_grpo")
     with caplog.at_level(logging.WARNING):

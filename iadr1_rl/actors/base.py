@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 import torch
 
+from ..memory.meter import PeakMemory
 from ..models.generation import vision_token_ids
 from ..models.loading import import_model_code, load_vlm
 from ..train.logprobs import response_logprobs
 from ..train.micro_batches import token_budget_batches
-from ..train.peak_memory import PeakMemory
 from ..train.sequences import Sample, collate
 
 logger = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ def run_recipe(function: Callable[..., dict], args: argparse.Namespace, config: 
     inputs, or a clean stop on a signal (exit 128 + signal). With `--dry-run`, the memory
     plan of `stage` and nothing else."""
     if args.dry_run:
-        from .local.memory import dry_run
+        from ..memory.plan import dry_run
 
         return dry_run(config, stage)
     stop_on_signals()

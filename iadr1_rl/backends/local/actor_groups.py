@@ -18,9 +18,9 @@ import ray
 
 from ...actors import PolicyActor, ReferenceActor, RolloutActor
 from ...data.records import Record
+from ...memory.estimates import GIB
 from ...rollout.weight_sync import DEFAULT_BUCKET_BYTES, WeightSyncError
 from ...train.distributed import DistributedSpec
-from ...train.memory_plan import GIB
 from . import ray_env
 from .plan import GRPOPlan, SFTPlan
 

@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from ...data.records import Record
+from ...memory.estimates import MemoryPlan
+from ...memory.plan import check_memory
 from ...models.generation import SamplingConfig
 from ...models.loading import check_model_dir
 from ...train.config import RecipeConfig
 from ...train.distributed import DistributedSpec
 from ...train.engine import OptimizerSettings
 from ...train.losses import PPOSettings
-from ...train.memory_plan import MemoryPlan
 from ..evaluation import EvalPlan
 from ..keys import check_keys
 from ..training_records import training_records
-from .memory import check_memory
 
 logger = logging.getLogger(__name__)
 

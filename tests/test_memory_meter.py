@@ -9,7 +9,7 @@ import mmap
 import pytest
 import torch
 
-from iadr1_rl.train.peak_memory import PeakMemory
+from iadr1_rl.memory.meter import PeakMemory
 
 SIZE = 256 * 2**20
 pytestmark = pytest.mark.skipif(PeakMemory("cpu").take() is None, reason="reads Linux /proc")

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..train.logprobs import CHUNK_VALUES
+
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # What a CPU actor's first passes add beyond its tensors: the math library's workspaces and
@@ -34,8 +36,6 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # same at the tiny shape and with a 151,936-token vocabulary). On a GPU these are host
 # memory, not the device's.
 CPU_RUNTIME = 0.08 * GIB
-# Logit values one chunk of the selective log-softmax holds (train/logprobs.py).
-CHUNK_VALUES = 2**26
 
 
 @dataclass(frozen=True)

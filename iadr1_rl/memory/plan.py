@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...models.backbones import model_config
-from ...train.config import RecipeConfig
-from ...train.memory_plan import (
+from ..models.backbones import model_config
+from ..train.config import RecipeConfig
+from .estimates import (
     CPU_RUNTIME,
     GIB,
     ActorEstimate,

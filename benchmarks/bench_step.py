@@ -202,7 +202,8 @@ def one_pass(args) -> dict:
 
     model, records = build_inputs(args.shape, Path(args.out), args.dtype, args.samples)
     budget = args.train_tokens if args.path == "chunked" else 10**9  # the straightforward path: one batch
-    kwargs = {"dtype": args.dtype, "torch_threads": args.threads, "logprob_tokens": budget}
+    device = "cuda:0" if _has_cuda() else "cpu"  # this process, outside Ray: its own device
+    kwargs = {"dtype": args.dtype, "torch_threads": args.threads, "logprob_tokens": budget, "device": device}
     if args.actor == "policy":
         actor = PolicyActor(
             str(model), train_tokens=budget, gradient_checkpointing=args.gradient_checkpointing, **kwargs

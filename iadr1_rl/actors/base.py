@@ -16,6 +16,7 @@ from ..models.loading import import_model_code, load_vlm
 from ..train.logprobs import response_logprobs
 from ..train.micro_batches import token_budget_batches
 from ..train.sequences import Sample, collate
+from .placement import assigned_device
 
 logger = logging.getLogger(__name__)
 
@@ -23,14 +24,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_LOGPROB_TOKENS = 65536
 
 
-def device_for_actor() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def start_actor(model_path: str, torch_threads: int, engine: str | None = None) -> PeakMemory:
+def start_actor(model_path: str, torch_threads: int, device: str, engine: str | None = None) -> PeakMemory:
     """What every actor does before its model loads: set its threads, import the code the
-    model (and a rollout engine) runs on, and start the memory meter, whose baseline then
-    is the process's own (interpreter, libraries), not the model's."""
+    model (and a rollout engine) runs on, and start the memory meter on its device, whose
+    baseline then is the process's own (interpreter, libraries), not the model's."""
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     import_model_code(model_path)
@@ -38,7 +35,7 @@ def start_actor(model_path: str, torch_threads: int, engine: str | None = None) 
         from ..rollout.engine import engine_class
 
         engine_class(engine)
-    return PeakMemory(device_for_actor())
+    return PeakMemory(device)
 
 
 class ModelActor:
@@ -52,9 +49,10 @@ class ModelActor:
         torch_threads: int = 0,
         max_pixels: int | None = None,
         logprob_tokens: int = DEFAULT_LOGPROB_TOKENS,
+        device: str | None = None,
     ) -> None:
-        self.memory = start_actor(model_path, torch_threads)
-        device = device_for_actor()
+        device = device or assigned_device()  # None: the GPU Ray assigned this actor, or the CPU
+        self.memory = start_actor(model_path, torch_threads, device)
         self.model, self.processor = load_vlm(model_path, dtype=dtype, device=device, max_pixels=max_pixels)
         self.family = family
         self.model_path = model_path

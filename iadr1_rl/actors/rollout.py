@@ -13,6 +13,7 @@ from ..models.generation import SamplingConfig
 from ..rollout import Completion, build_engine
 from ..rollout.weight_sync import WeightBucket, WeightReceiver
 from .base import start_actor
+from .placement import assigned_device
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +27,15 @@ class RolloutActor:
         max_pixels: int | None = None,
         torch_threads: int = 0,
         engine_options: dict | None = None,
+        device: str | None = None,
     ) -> None:
-        self.memory = start_actor(model_path, torch_threads, engine)
+        device = device or assigned_device()  # None: the GPU Ray assigned this actor, or the CPU
+        self.memory = start_actor(model_path, torch_threads, device, engine)
         self.engine = build_engine(
-            engine, model_path=model_path, dtype=dtype, max_pixels=max_pixels, **(engine_options or {})
+            engine, model_path=model_path, dtype=dtype, max_pixels=max_pixels, device=device, **(engine_options or {})
         )
         self.weights = WeightReceiver()
-        logger.info("RolloutActor (%s engine) loaded %s (pid %d)", engine, model_path, os.getpid())
+        logger.info("RolloutActor (%s engine) loaded %s on %s (pid %d)", engine, model_path, device, os.getpid())
 
     def ready(self) -> bool:
         return True

@@ -116,7 +116,7 @@ LOCAL: dict[str, Handling] = {
     "rollout.gpu_memory_utilization": Handling("vllm on a GPU: the engine's share of its GPU, and the memory plan"),
     "rollout.kv_cache_gib": Handling("vllm: the KV cache's size instead of a GPU share (on CPU 1 GiB when unset)"),
     "rollout.max_model_len": Handling("vllm: the longest prompt + response it holds (null: the model's)"),
-    "rollout.enforce_eager": Handling("vllm: no CUDA graphs or compilation"),
+    "rollout.enforce_eager": Handling("vllm: no CUDA graphs or compilation (null: CUDA graphs on a GPU, eager on CPU)"),
     "rollout.sleep": Handling("vllm on a GPU: the engine frees its memory while the policy trains"),
     "rollout.max_logprob_gap": Handling("the run stops when the engine's log-probs stray further from the policy's"),
     "memory.train_tokens": Handling("the policy's micro-batches: the most padded tokens one training forward holds"),

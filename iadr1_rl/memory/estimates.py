@@ -26,6 +26,7 @@ How close the estimates came to measured peaks is in docs/training.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..train.logprobs import CHUNK_VALUES
 
@@ -243,20 +244,22 @@ def hf_rollout_estimate(shape: ModelShape, work: Workload) -> ActorEstimate:
 
 
 def vllm_rollout_estimate(
-    shape: ModelShape, work: Workload, kv_cache: float | None, share: float | None
+    shape: ModelShape, work: Workload, told: dict[str, Any], capacity: float | None
 ) -> ActorEstimate:
-    """A vLLM engine: on a GPU, the share of it vLLM takes (weights, KV cache and its
-    workspace inside it); elsewhere, weights, the KV cache it was given, the prefill's
-    temporaries and the sampler's vocabulary-sized tensors."""
+    """A vLLM engine as it is told to size itself (`vllm_sizing.vllm_memory_args`): on a GPU
+    without a KV-cache size, the share of the GPU it takes (weights, KV cache, workspace and
+    CUDA graphs inside it); otherwise weights, the KV cache it was given, the prefill's
+    temporaries and the sampler's vocabulary-sized tensors (on a GPU the share is then only
+    the free memory vLLM checks for at start)."""
     estimate = ActorEstimate("rollout")
-    if share is not None:
-        estimate.parts["vllm_share"] = share
+    if "kv_cache_memory_bytes" not in told and capacity:
+        estimate.parts["vllm_share"] = told["gpu_memory_utilization"] * capacity
         return estimate
     b = work.bytes
     sequences = work.samples
     prompt = work.sequence - work.response
     estimate.parts["weights"] = shape.parameters * b
-    estimate.parts["kv_cache"] = kv_cache or 0.0
+    estimate.parts["kv_cache"] = float(told.get("kv_cache_memory_bytes", 0))
     patches = sequences * work.image_tokens * shape.patches_per_token
     estimate.parts["activations"] = _forward_transient(shape, sequences * prompt, patches, b)
     estimate.parts["logits"] = sequences * shape.vocab * (b + 28)

@@ -30,6 +30,7 @@ from .estimates import (
     policy_estimate,
     vllm_rollout_estimate,
 )
+from .vllm_sizing import vllm_memory_args
 
 logger = logging.getLogger(__name__)
 
@@ -140,19 +141,15 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
 
 
 def _rollout_estimate(config: RecipeConfig, shape: ModelShape, work: Workload) -> ActorEstimate:
-    """The rollout engine's peak: HF generate's, or the memory vLLM is told to take (its
-    share of a GPU, or its KV cache and the rest on CPU)."""
+    """The rollout engine's peak: HF generate's, or what vLLM is told to take (the engine is
+    built with the same `vllm_memory_args`): its share of a GPU, or its KV cache and the rest."""
     rollout = config.rollout
     if rollout.engine == "hf":
         return hf_rollout_estimate(shape, work)
     on_gpu = config.resources.rollout.num_gpus > 0
+    told = vllm_memory_args(on_gpu, rollout.gpu_memory_utilization, rollout.kv_cache_gib)
     capacity = config.memory.device_gib * GIB if config.memory.device_gib else _this_machines_gpu()
-    if on_gpu and rollout.kv_cache_gib is None:
-        share = rollout.gpu_memory_utilization * capacity if capacity else None
-        if share is not None:
-            return vllm_rollout_estimate(shape, work, None, share)
-    kv_cache = (rollout.kv_cache_gib or 1.0) * GIB
-    return vllm_rollout_estimate(shape, work, kv_cache, None)
+    return vllm_rollout_estimate(shape, work, told, capacity)
 
 
 def _precision(config: RecipeConfig) -> str:

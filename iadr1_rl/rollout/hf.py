@@ -17,8 +17,9 @@ from .weight_sync import checkpoint_named_parameters
 class HFEngine(RolloutEngine):
     """Samples with the model's own `generate` on the actor's device."""
 
-    def __init__(self, model_path: str, dtype: str = "float32", max_pixels: int | None = None) -> None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    def __init__(
+        self, model_path: str, dtype: str = "float32", max_pixels: int | None = None, device: str = "cpu"
+    ) -> None:
         self.model, self.processor = load_vlm(model_path, dtype=dtype, device=device, max_pixels=max_pixels)
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos])

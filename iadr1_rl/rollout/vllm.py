@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from ..memory.vllm_sizing import vllm_enforce_eager, vllm_memory_args
 from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig
 from ..models.processor import load_processor
@@ -74,23 +75,22 @@ class VLLMEngine(RolloutEngine):
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.5,
         kv_cache_gib: float | None = None,
-        enforce_eager: bool = True,
+        enforce_eager: bool | None = None,
         sleep: bool = False,
         images_per_prompt: int = 2,
+        device: str = "cpu",
     ) -> None:
         if max_model_len is None:
             max_model_len = _model_max_length(model_path)
         # In-process engine core: weights reload from tensors, and it stays in this actor.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         vllm = require_vllm()
-        on_gpu = torch.cuda.is_available()
+        on_gpu = torch.device(device).type == "cuda"
         if not on_gpu:
             keep_cpu_linear_weights()
         self.processor = load_processor(model_path)
         pixels = pixel_bounds(self.processor.image_processor, max_pixels)
-        memory = {"gpu_memory_utilization": gpu_memory_utilization} if on_gpu and kv_cache_gib is None else {}
-        if kv_cache_gib is not None or not on_gpu:  # on CPU always sized: a share would be of host memory
-            memory = {"kv_cache_memory_bytes": int((kv_cache_gib or 1.0) * 2**30)}
+        memory = vllm_memory_args(on_gpu, gpu_memory_utilization, kv_cache_gib)
         if not on_gpu:
             # A prompt prefilled in pieces makes vLLM rewind its per-request generator, which
             # CPU generators cannot ("CPU Generator does not use offset"): whole prefills only.
@@ -99,7 +99,7 @@ class VLLMEngine(RolloutEngine):
             model=model_path,
             dtype=dtype,
             max_model_len=max_model_len,
-            enforce_eager=enforce_eager,
+            enforce_eager=vllm_enforce_eager(enforce_eager, on_gpu),
             seed=0,
             logprobs_mode="processed_logprobs",
             limit_mm_per_prompt={"image": images_per_prompt, "video": 0},

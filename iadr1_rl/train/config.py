@@ -121,7 +121,9 @@ class RolloutConfig(Section):
         None, gt=0, description="vllm: KV-cache size in GiB instead of a GPU share (on CPU: 1 when unset)"
     )
     max_model_len: int | None = Field(None, ge=1, description="vllm: the longest prompt + response (null: the model's)")
-    enforce_eager: bool = Field(True, description="vllm: no CUDA graphs or compilation (faster start, slower steps)")
+    enforce_eager: bool | None = Field(
+        None, description="vllm: true: no CUDA graphs (faster start, slower steps); null: CUDA graphs on a GPU only"
+    )
     sleep: bool = Field(False, description="vllm on a GPU: free its memory while the policy trains (colocation)")
     max_logprob_gap: float = Field(
         1.0, gt=0, description="stop when the engine's log-probs differ from the policy's by more (mean per token)"

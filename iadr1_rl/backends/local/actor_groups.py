@@ -99,21 +99,35 @@ class GRPOActors:
 
     @classmethod
     def start(cls, plan: GRPOPlan, policy_path: str) -> GRPOActors:
+        """Every actor, in the stages `start_order` gives, each stage ready before the next
+        one loads (an actor that fails to start stops the run, the ones started killed)."""
         model = plan.model
-        policy = ray_env.remote(PolicyActor, plan.resources["policy"]).remote(
-            **model.policy_kwargs(policy_path), optimizer=plan.optimizer
-        )
-        reference = ray_env.remote(ReferenceActor, plan.resources["reference"]).remote(**model.actor_kwargs(plan.init))
-        rollout = ray_env.remote(RolloutActor, plan.resources["rollout0"])
-        rollouts = [
-            rollout.remote(
-                **model.rollout_kwargs(policy_path), engine=plan.rollout_engine, engine_options=plan.rollout_options
-            )
-            for _ in range(plan.rollout_workers)
-        ]
-        actors = cls(policy, reference, rollouts)
-        ray.get([a.ready.remote() for a in actors.all()])
-        return actors
+        builders = {
+            "policy": lambda: ray_env.remote(PolicyActor, plan.resources["policy"]).remote(
+                **model.policy_kwargs(policy_path), optimizer=plan.optimizer
+            ),
+            "reference": lambda: ray_env.remote(ReferenceActor, plan.resources["reference"]).remote(
+                **model.actor_kwargs(plan.init)
+            ),
+        }
+        for name in plan.resources:
+            if name.startswith("rollout"):
+                builders[name] = lambda name=name: ray_env.remote(RolloutActor, plan.resources[name]).remote(
+                    **model.rollout_kwargs(policy_path), engine=plan.rollout_engine, engine_options=plan.rollout_options
+                )
+        started: dict[str, Any] = {}
+        try:
+            for stage in start_order(plan.resources):
+                handles = {name: builders[name]() for name in stage}
+                started.update(handles)
+                ray.get([handle.ready.remote() for handle in handles.values()])
+                logger.info("started %s", ", ".join(stage))
+        except BaseException:
+            for handle in started.values():
+                ray.kill(handle)
+            raise
+        rollouts = [started[name] for name in plan.resources if name.startswith("rollout")]
+        return cls(started["policy"], started["reference"], rollouts)
 
     def all(self) -> list:
         return [self.policy, self.reference, *self.rollouts]
@@ -143,6 +157,27 @@ class GRPOActors:
     def kill(self) -> None:
         for actor in self.all():
             ray.kill(actor)
+
+
+def start_order(resources: dict[str, dict[str, float]]) -> list[list[str]]:
+    """The actors (by their names in `resources`) in the stages they start in.
+
+    Rollout workers on a GPU start first, alone, and are ready (asleep with `rollout.sleep`)
+    before the policy and the reference load: vLLM sizes itself from the device's free
+    memory at start, so weights loading beside it are charged to it or fail its profiling
+    check, and it refuses to start when what they hold leaves less than its share free. On
+    the CPU nothing is sized from free memory, and all start at once.
+
+    >>> start_order({"policy": {"num_gpus": 0.4}, "reference": {"num_gpus": 0.3}, "rollout0": {"num_gpus": 0.3}})
+    [['rollout0'], ['policy', 'reference']]
+    >>> start_order({"policy": {"num_gpus": 0}, "reference": {"num_gpus": 0}, "rollout0": {"num_gpus": 0}})
+    [['rollout0', 'policy', 'reference']]
+    """
+    rollouts = [name for name in resources if name.startswith("rollout")]
+    others = [name for name in resources if name not in rollouts]
+    if any(resources[name].get("num_gpus", 0.0) > 0 for name in rollouts):
+        return [rollouts, others]
+    return [rollouts + others]
 
 
 def check_versions(sent: int, held: Sequence[int | None]) -> None:

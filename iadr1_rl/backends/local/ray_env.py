@@ -101,9 +101,14 @@ def check_resources(requests: dict[str, dict[str, float]]) -> None:
 
 
 def remote(cls: type, resources: dict[str, float], **options: Any):
-    """`ray.remote` with the config's resources (CPU actors share the cores)."""
+    """`ray.remote` with the config's resources (CPU actors share the cores); an actor given
+    no GPU sees none (`actors.placement.visible_devices_env`)."""
     import ray
 
-    return ray.remote(
-        num_cpus=resources.get("num_cpus", 1.0), num_gpus=resources.get("num_gpus", 0.0), max_restarts=0, **options
-    )(cls)
+    from ...actors.placement import visible_devices_env
+
+    num_gpus = resources.get("num_gpus", 0.0)
+    env = visible_devices_env(num_gpus)
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    return ray.remote(num_cpus=resources.get("num_cpus", 1.0), num_gpus=num_gpus, max_restarts=0, **options)(cls)

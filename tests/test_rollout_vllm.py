@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from iadr1_rl.rollout import sample_seeds
+
 pytestmark = pytest.mark.vllm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +66,7 @@ def test_sampling_logprobs_equal_the_policys_forward(engine, formatted_model, re
     policy = PolicyActor(str(formatted_model))
     prompts = encode_prompts(policy.processor, records, "train")
     sampling = SamplingConfig(max_new_tokens=24, do_sample=True, temperature=temperature)
-    completions = engine.generate(prompts, 4, sampling, seed=5)
+    completions = engine.generate(prompts, sampling, sample_seeds(5, 0, range(3), 4))
     assert [len(g) for g in completions] == [4, 4, 4]
     for completion in (c for g in completions for c in g):
         assert completion.logprobs is not None and len(completion.logprobs) == len(completion.token_ids)
@@ -73,8 +75,29 @@ def test_sampling_logprobs_equal_the_policys_forward(engine, formatted_model, re
         assert stopped or len(completion.token_ids) == 24
         assert not set(completion.token_ids) & set(policy.suppressed)  # never an image placeholder
     assert gap(completions, policy_logprobs(policy, prompts, completions, temperature)) <= 1e-4
-    again = engine.generate(prompts, 4, sampling, seed=5)
+    again = engine.generate(prompts, sampling, sample_seeds(5, 0, range(3), 4))
     assert [[c.token_ids for c in g] for g in again] == [[c.token_ids for c in g] for g in completions]
+
+
+def test_identical_prompts_in_one_batch_draw_different_completions(engine, formatted_model, records):
+    """Each (prompt, sample) pair has its own seed: with one seed per prompt, vLLM seeded
+    sample j + 1 of a prompt as sample j of the next, and two identical prompts got three
+    identical completions of four. The same seeds give the same completions again."""
+    from iadr1_rl.models.encoding import encode_prompts
+    from iadr1_rl.models.generation import SamplingConfig
+    from iadr1_rl.models.loading import load_vlm
+
+    _, processor = load_vlm(formatted_model)
+    prompt = encode_prompts(processor, records[:1], "train")[0]
+    sampling = SamplingConfig(max_new_tokens=16, do_sample=True, temperature=1.5)
+    seeds = sample_seeds(9, 2, range(2), 4)
+    groups = engine.generate([prompt, prompt], sampling, seeds)
+    drawn = [tuple(c.token_ids) for g in groups for c in g]
+    assert len(set(drawn)) == len(drawn), drawn
+    again = engine.generate([prompt, prompt], sampling, seeds)
+    assert [tuple(c.token_ids) for g in again for c in g] == drawn
+    alone = engine.generate([prompt], sampling, seeds[1:])  # a pair's draws do not depend on the batch
+    assert [tuple(c.token_ids) for c in alone[0]] == drawn[4:]
 
 
 def test_after_a_policy_step_and_a_sync_they_equal_the_new_policys(engine, formatted_model, records):
@@ -87,7 +110,7 @@ def test_after_a_policy_step_and_a_sync_they_equal_the_new_policys(engine, forma
     policy = PolicyActor(str(formatted_model), optimizer=OptimizerSettings(lr=5e-3))
     prompts = encode_prompts(policy.processor, records, "train")
     sampling = SamplingConfig(max_new_tokens=16, do_sample=True)
-    before = engine.generate(prompts, 2, sampling, seed=1)
+    before = engine.generate(prompts, sampling, sample_seeds(1, 0, range(3), 2))
     policy.sft_step(records)
     stale = policy_logprobs(policy, prompts, before, 1.0)
     assert gap(before, stale) > 1e-2  # the step moved the policy away from the engine
@@ -95,7 +118,7 @@ def test_after_a_policy_step_and_a_sync_they_equal_the_new_policys(engine, forma
     count = policy.weight_buckets(bucket_bytes=300_000)
     held = [receiver.take(policy.weight_bucket(i, 1), engine.load_weights, engine.finish_sync) for i in range(count)]
     assert held[-1] == 1 and count > 1
-    after = engine.generate(prompts, 2, sampling, seed=1)
+    after = engine.generate(prompts, sampling, sample_seeds(1, 0, range(3), 2))
     assert gap(after, policy_logprobs(policy, prompts, after, 1.0)) <= 1e-4
 
 
@@ -181,7 +204,8 @@ def test_a_step_larger_than_one_prefill_batch_samples(engine, records, wide_head
     _, processor = load_vlm(wide_head_formatted_model)
     prompts = encode_prompts(processor, records, "train")
     group = 4096 // (len(prompts) * len(prompts[0])) + 2
-    groups = engine.generate(prompts, group, SamplingConfig(max_new_tokens=4, do_sample=True), seed=3)
+    seeds = sample_seeds(3, 0, range(len(prompts)), group)
+    groups = engine.generate(prompts, SamplingConfig(max_new_tokens=4, do_sample=True), seeds)
     assert [len(g) for g in groups] == [group] * len(prompts)
 
 

@@ -6,8 +6,9 @@ import torch
 
 from iadr1_rl.actors import PolicyActor, ReferenceActor, RolloutActor
 from iadr1_rl.data.records import load_records
-from iadr1_rl.models.encoding import encode_prompts, generation_batch
+from iadr1_rl.models.encoding import encode_prompts
 from iadr1_rl.models.generation import SamplingConfig
+from iadr1_rl.rollout import sample_seeds
 from iadr1_rl.train.engine import OptimizerSettings
 from iadr1_rl.train.losses import PPOSettings
 from iadr1_rl.train.sequences import GRPOBatch, Sample, target_ids
@@ -50,8 +51,8 @@ def test_rollouts_are_groups_and_seeded(tiny_model_dir, records):
     rollout = RolloutActor(str(tiny_model_dir))
     prompts = encode_prompts(rollout.engine.processor, records[:3], "train")
     sampling = SamplingConfig(max_new_tokens=6, do_sample=True)
-    first = rollout.generate(prompts, 4, sampling, seed=7)
-    again = rollout.generate(prompts, 4, sampling, seed=7)
+    first = rollout.generate(prompts, sampling, sample_seeds(7, 0, range(3), 4))
+    again = rollout.generate(prompts, sampling, sample_seeds(7, 0, range(3), 4))
     assert [len(group) for group in first] == [4, 4, 4]  # one group of G per prompt, in order
     assert all(len(r.token_ids) <= 6 for group in first for r in group)
     eos = rollout.engine.model.generation_config.eos_token_id
@@ -59,8 +60,30 @@ def test_rollouts_are_groups_and_seeded(tiny_model_dir, records):
         stopped = completion.token_ids[-1] == eos and eos not in completion.token_ids[:-1]
         assert completion.finish_reason == ("stop" if stopped else "length")
         assert stopped or len(completion.token_ids) == 6
-        assert completion.logprobs is None  # HF generate reports none
+        assert len(completion.logprobs) == len(completion.token_ids)  # each drawn token's log-prob
     assert [[r.token_ids for r in g] for g in first] == [[r.token_ids for r in g] for g in again]  # resumable
+
+
+def test_a_completion_depends_on_its_seed_alone(tiny_model_dir, records):
+    """Every (prompt, sample) pair draws its own stream: the same prompt twice in a batch
+    gets different completions, and a pair's completion is the same whatever else the batch
+    holds (so the number of rollout workers does not change what a run draws)."""
+    rollout = RolloutActor(str(tiny_model_dir))
+    prompt = encode_prompts(rollout.engine.processor, records[:1], "train")[0]
+    sampling = SamplingConfig(max_new_tokens=12, do_sample=True, temperature=1.5)
+    seeds = sample_seeds(3, 5, range(2), 4)
+    twice = rollout.generate([prompt, prompt], sampling, seeds)
+    drawn = [tuple(c.token_ids) for group in twice for c in group]
+    assert len(set(drawn)) == len(drawn)  # eight different completions of one prompt
+    alone = rollout.generate([prompt], sampling, seeds[1:])  # the second prompt's pairs, without the first
+    assert [c.token_ids for c in alone[0]] == [c.token_ids for c in twice[1]]
+
+
+def test_seeds_are_a_function_of_their_pair_and_shared_with_no_other():
+    seeds = [s for step in range(50) for group in sample_seeds(0, step, range(16), 8) for s in group]
+    assert len(set(seeds)) == len(seeds)  # 6,400 pairs, 6,400 seeds
+    assert sample_seeds(0, 3, [5], 2) == [sample_seeds(0, 3, range(8), 2)[5]]  # by place, not by batch
+    assert sample_seeds(1, 3, [5], 2) != sample_seeds(0, 3, [5], 2)  # the run's seed
 
 
 def samples_of(actor, chosen):
@@ -87,34 +110,21 @@ def test_grpo_step_and_reference_logprobs(tiny_model_dir, records):
 @pytest.mark.parametrize("temperature", [0.6, 1.7])
 def test_logprobs_are_those_of_the_sampling_policy(tiny_model_dir, records, temperature):
     """The importance ratio of the first update compares the policy with the one that
-    sampled: at temperature T ≠ 1 both must be taken at T (as HF `generate` samples and
+    sampled: at temperature T ≠ 1 both must be taken at T (as the engines sample and
     OpenRLHF computes them), or the ratio and the KL are those of another policy."""
     policy = PolicyActor(str(tiny_model_dir), optimizer=OptimizerSettings(lr=1e-3, total_steps=10))
+    rollout = RolloutActor(str(tiny_model_dir))
     prompts = encode_prompts(policy.processor, records[:3], "train")
-    tokenizer = policy.processor.tokenizer
-    inputs = generation_batch(prompts, tokenizer.pad_token_id or 0)
-    torch.manual_seed(0)
-    out = policy.model.generate(
-        **inputs,
-        **SamplingConfig(8, do_sample=True, temperature=temperature).generate_kwargs(),
-        output_scores=True,
-        return_dict_in_generate=True,
-        pad_token_id=tokenizer.pad_token_id,
-        suppress_tokens=policy.suppressed,  # as the rollout workers generate
-    )
-    new = out.sequences[:, inputs["input_ids"].shape[1] :]
-    # What the sampler drew from: HF's processed scores (logits / T), normalised.
-    drawn = torch.stack([torch.log_softmax(s.float(), -1) for s in out.scores], 1).gather(-1, new[..., None])[..., 0]
-    eos = policy.model.generation_config.eos_token_id
-    kept = [next((i + 1 for i, t in enumerate(row.tolist()) if t == eos), len(row)) for row in new]  # to the end
-    samples = [Sample(p, row[:n].tolist()) for p, row, n in zip(prompts, new, kept)]
-    sampled = torch.cat([row[:n] for row, n in zip(drawn, kept)])
+    sampling = SamplingConfig(8, do_sample=True, temperature=temperature)
+    completions = [group[0] for group in rollout.generate(prompts, sampling, sample_seeds(0, 0, range(3), 1))]
+    samples = [Sample(p, c.token_ids) for p, c in zip(prompts, completions)]
+    sampled = torch.tensor([x for c in completions for x in c.logprobs])  # what the sampler drew from
     at_t = torch.tensor([x for row in policy.response_logprobs(samples, temperature) for x in row])
     at_one = torch.tensor([x for row in policy.response_logprobs(samples) for x in row])
     assert torch.exp(at_t - sampled).mean().item() == pytest.approx(1.0, abs=1e-4)  # the ratio is 1
     assert torch.allclose(at_t, sampled, atol=1e-4)
     assert not torch.allclose(at_one, sampled, atol=1e-2)  # at T = 1 it would not be
     # The PPO step takes its log-probs at T too: with the sampler's as old, its ratio is 1.
-    old = [row[:n].tolist() for row, n in zip(drawn, kept)]
+    old = [c.logprobs for c in completions]
     metrics = policy.grpo_step(GRPOBatch(samples, [1.0, -1.0, 0.5], old, old), PPOSettings(temperature=temperature))
     assert metrics["ratio"] == pytest.approx(1.0, abs=1e-4) and metrics["clip_fraction"] == 0.0

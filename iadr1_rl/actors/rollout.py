@@ -45,9 +45,10 @@ class RolloutActor:
         return self.memory.take()
 
     def generate(
-        self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
+        self, prompts: Sequence[EncodedPrompt], sampling: SamplingConfig, seeds: Sequence[Sequence[int]]
     ) -> list[list[Completion]]:
-        completions = self.engine.generate(prompts, group_size, sampling, seed)
+        """A group per prompt, `len(seeds[i])` completions of prompt i, each from its seed."""
+        completions = self.engine.generate(prompts, sampling, seeds)
         self.memory.mark()  # the sync that follows maps its buckets: see PeakMemory
         return completions
 

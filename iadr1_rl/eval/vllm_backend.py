@@ -9,6 +9,7 @@ from pathlib import Path
 from ..data.records import Record
 from ..models.encoding import encode_prompts
 from ..models.generation import SamplingConfig
+from ..rollout import sample_seeds
 
 
 class VLLMGenerator:
@@ -24,5 +25,6 @@ class VLLMGenerator:
 
     def generate(self, records: list[Record]) -> list[str]:
         prompts = encode_prompts(self.engine.processor, records, self.family)
-        groups = self.engine.generate(prompts, self.sampling.num_return_sequences, self.sampling, seed=0)
+        seeds = sample_seeds(0, 0, range(len(prompts)), self.sampling.num_return_sequences)
+        groups = self.engine.generate(prompts, self.sampling, seeds)
         return [completion.text for group in groups for completion in group]

@@ -17,17 +17,6 @@ class SamplingConfig:
     top_p: float = 1.0
     num_return_sequences: int = 1
 
-    def generate_kwargs(self) -> dict:
-        """`generate` arguments: sampling settings only when sampling (greedy ignores them)."""
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
-        if self.do_sample:
-            # top_k 0: no top-k cut. HF samples from the 50 likeliest tokens unless told so,
-            # which is not the policy the config names (nor what OpenRLHF's vLLM samples).
-            kwargs.update(temperature=self.temperature, top_p=self.top_p, top_k=0)
-        if self.num_return_sequences > 1:
-            kwargs["num_return_sequences"] = self.num_return_sequences
-        return kwargs
-
 
 def vision_token_ids(model) -> list[int]:
     """The image and video placeholder ids: never to be generated (a sampled one would not
@@ -38,22 +27,83 @@ def vision_token_ids(model) -> list[int]:
     ]
 
 
-def generate_token_ids(model, processor, prompts, sampling: SamplingConfig) -> list[list[int]]:
-    """New token ids of each completion (`num_return_sequences` per prompt, in order),
-    padding included; `prompts` are `EncodedPrompt`s."""
+class SeededSampler:
+    """A logits processor that draws each row's next token from the row's own random stream
+    (its seed), so that a completion depends on its seed alone, never on what else shares
+    the batch; it keeps each drawn token's log-prob under the distribution drawn from.
+
+    The draw is the Gumbel-max one: the arg-max of the scores at the temperature (suppressed
+    tokens already at -inf, then the top-p cut) plus Gumbel noise from the row's generator is
+    a sample of their softmax. It returns that token alone at 0 and every other at -inf, so
+    that greedy decoding takes it. The log-prob is the drawn token's under that distribution
+    (after the top-p cut, as vLLM's `processed_logprobs` are).
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+        self.seeds = list(seeds)
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generators = None
+        self.logprobs: list = []  # per step: (rows,) float32
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.generators is None:
+            self.generators = [torch.Generator(scores.device).manual_seed(seed) for seed in self.seeds]
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            from transformers import TopPLogitsWarper
+
+            scores = TopPLogitsWarper(self.top_p)(input_ids, scores)
+        logprobs = torch.log_softmax(scores, dim=-1)
+        tiny = torch.finfo(torch.float32).tiny
+        noise = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators])
+        chosen = (scores - torch.log(-torch.log(noise.clamp(tiny, 1.0 - 1e-7)))).argmax(dim=-1, keepdim=True)
+        self.logprobs.append(logprobs.gather(-1, chosen).squeeze(-1))
+        return torch.full_like(scores, float("-inf")).scatter_(-1, chosen, 0.0)
+
+
+def generate_token_ids(
+    model, processor, prompts, sampling: SamplingConfig, seeds: Sequence[Sequence[int]] | None = None
+) -> tuple[list[list[int]], list[list[float]] | None]:
+    """New token ids of each completion (`num_return_sequences` per prompt, in order; padding
+    included) and, when sampling, each token's log-prob under the distribution it was drawn
+    from. Sampling takes one seed per completion (`seeds[i]`: prompt i's), each drawn from
+    its own stream (`SeededSampler`); greedy takes none."""
     import torch
 
     tokenizer = processor.tokenizer
-    inputs = {k: v.to(model.device) for k, v in generation_batch(prompts, tokenizer.pad_token_id or 0).items()}
-    kwargs = {**sampling.generate_kwargs(), "pad_token_id": tokenizer.pad_token_id}
+    kwargs = {"max_new_tokens": sampling.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
     if vision_token_ids(model):
         kwargs["suppress_tokens"] = vision_token_ids(model)
+    # The policy the config names, not the checkpoint's own sampling defaults.
+    kwargs["repetition_penalty"] = 1.0
+    sampler = None
+    if sampling.do_sample:
+        if seeds is None or [len(s) for s in seeds] != [sampling.num_return_sequences] * len(prompts):
+            raise ValueError("sampling takes one seed per completion: num_return_sequences seeds for each prompt")
+        # Every completion its own row (greedy over the sampler's one-hot scores takes its draw).
+        prompts = [prompt for prompt in prompts for _ in range(sampling.num_return_sequences)]
+        sampler = SeededSampler(
+            [seed for per_prompt in seeds for seed in per_prompt], sampling.temperature, sampling.top_p
+        )
+        kwargs.update(do_sample=False, logits_processor=[sampler])
+    else:
+        kwargs.update(do_sample=False, num_return_sequences=sampling.num_return_sequences)
+    inputs = {k: v.to(model.device) for k, v in generation_batch(prompts, tokenizer.pad_token_id or 0).items()}
     with torch.no_grad():
         output = model.generate(**inputs, **kwargs)
-    return output[:, inputs["input_ids"].shape[1] :].tolist()
+    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
+    if sampler is None:
+        return new_tokens, None
+    logprobs = torch.stack(sampler.logprobs, dim=1) if sampler.logprobs else torch.zeros(len(new_tokens), 0)
+    return new_tokens, logprobs.tolist()
 
 
 def generate_texts(model, processor, records: Sequence[Record], family: str, sampling: SamplingConfig) -> list[str]:
-    """Completions for each record (`num_return_sequences` per record, in order)."""
-    new_tokens = generate_token_ids(model, processor, encode_prompts(processor, records, family), sampling)
+    """Greedy completions for each record (`num_return_sequences` per record, in order)."""
+    if sampling.do_sample:
+        raise ValueError("generate_texts is greedy (evaluation); sampled rollouts go through a rollout engine")
+    new_tokens, _ = generate_token_ids(model, processor, encode_prompts(processor, records, family), sampling)
     return processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)

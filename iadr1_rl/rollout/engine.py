@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,26 @@ class Completion:
         return self.finish_reason == "length"
 
 
+def sample_seed(seed: int, step: int, place: int, index: int) -> int:
+    """The seed of one completion: sample `index` of the prompt at `place` in `step`'s batch
+    of a run seeded `seed`. A function of those four alone (so a resumed run, or one with
+    another number of rollout workers, draws what the uninterrupted one did) and, being a
+    hash of them, shared with no other completion (a seed per prompt plus the sample's index,
+    as vLLM derives its samples' seeds, gave sample j + 1 of one prompt the draws of sample
+    j of the next).
+
+    >>> sample_seed(0, 1, 0, 1) == sample_seed(0, 1, 0, 1) != sample_seed(0, 1, 1, 0)
+    True
+    """
+    digest = hashlib.blake2b(struct.pack("<4q", seed, step, place, index), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1  # 63 bits: what every engine's generator takes
+
+
+def sample_seeds(seed: int, step: int, places: Sequence[int], group_size: int) -> list[list[int]]:
+    """`group_size` completion seeds for each prompt, by its place in the step's batch."""
+    return [[sample_seed(seed, step, place, index) for index in range(group_size)] for place in places]
+
+
 class RolloutEngine(ABC):
     """Samples groups of completions and takes new weights in place."""
 
@@ -42,11 +64,11 @@ class RolloutEngine(ABC):
 
     @abstractmethod
     def generate(
-        self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
+        self, prompts: Sequence[EncodedPrompt], sampling: SamplingConfig, seeds: Sequence[Sequence[int]]
     ) -> list[list[Completion]]:
-        """`group_size` completions per prompt, drawn as `sampling` says (rollouts sample;
-        greedy where `do_sample` is false): one group per prompt, in order. The draws depend
-        on `seed` only, so a resumed run samples what the uninterrupted one did."""
+        """One group per prompt, in order, of `len(seeds[i])` completions of prompt i, drawn
+        as `sampling` says (greedy where `do_sample` is false), each from its own seed's
+        stream (`sample_seeds`): a completion depends on its seed and its prompt only."""
 
     @abstractmethod
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -28,20 +28,25 @@ class HFEngine(RolloutEngine):
 
     @torch.no_grad()
     def generate(
-        self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
+        self, prompts: Sequence[EncodedPrompt], sampling: SamplingConfig, seeds: Sequence[Sequence[int]]
     ) -> list[list[Completion]]:
-        torch.manual_seed(seed)
+        group_size = len(seeds[0]) if seeds else 1
         sampling = replace(sampling, num_return_sequences=group_size)
-        new_tokens = generate_token_ids(self.model, self.processor, prompts, sampling)
-        completions = [self._completion(tokens) for tokens in new_tokens]
+        new_tokens, logprobs = generate_token_ids(self.model, self.processor, prompts, sampling, seeds)
+        completions = [
+            self._completion(tokens, None if logprobs is None else logprobs[row])
+            for row, tokens in enumerate(new_tokens)
+        ]
         return [completions[i : i + group_size] for i in range(0, len(completions), group_size)]
 
-    def _completion(self, tokens: list[int]) -> Completion:
+    def _completion(self, tokens: list[int], logprobs: list[float] | None) -> Completion:
         """The tokens up to and including the first end-of-turn (the rest is padding)."""
         end = next((i for i, t in enumerate(tokens) if t in self.eos), None)
         kept = tokens[: end + 1] if end is not None else tokens
         text = self.processor.tokenizer.decode(kept, skip_special_tokens=True)
-        return Completion(kept, text, "stop" if end is not None else "length")
+        return Completion(
+            kept, text, "stop" if end is not None else "length", None if logprobs is None else logprobs[: len(kept)]
+        )
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         with torch.no_grad():

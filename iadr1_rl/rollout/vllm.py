@@ -116,32 +116,37 @@ class VLLMEngine(RolloutEngine):
             self.llm.sleep(level=1)
 
     def generate(
-        self, prompts: Sequence[EncodedPrompt], group_size: int, sampling: SamplingConfig, seed: int
+        self, prompts: Sequence[EncodedPrompt], sampling: SamplingConfig, seeds: Sequence[Sequence[int]]
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         if any(p.images is None for p in prompts):
             raise ValueError("the vLLM engine needs each prompt's images (encode_prompts keeps them)")
-        requests, params = [], []
-        for index, prompt in enumerate(prompts):
+        # A request per completion with its own seed: with n samples of one seed, vLLM seeds
+        # sample j with seed + j, which another prompt's seed may be (identical prompts then
+        # drew identical completions).
+        requests, params, groups = [], [], []
+        for prompt, completion_seeds in zip(prompts, seeds):
             ids = collapse_placeholders(prompt.input_ids, self.image_token) if self.image_token else prompt.input_ids
             request = {"prompt_token_ids": ids}
             if prompt.images:
                 request["multi_modal_data"] = {"image": list(prompt.images)}
-            requests.append(request)
-            params.append(
-                SamplingParams(
-                    n=group_size,
-                    temperature=sampling.temperature if sampling.do_sample else 0.0,  # 0: greedy (evaluation)
-                    top_p=sampling.top_p,
-                    top_k=0,
-                    max_tokens=sampling.max_new_tokens,
-                    logprobs=0,
-                    seed=seed * 100_003 + index,  # each prompt's draws depend on (seed, step, place) only
-                    logit_bias=dict.fromkeys(self.suppressed, SUPPRESS),
-                    skip_special_tokens=True,
+            groups.append(len(completion_seeds))
+            for seed in completion_seeds:
+                requests.append(request)
+                params.append(
+                    SamplingParams(
+                        n=1,
+                        temperature=sampling.temperature if sampling.do_sample else 0.0,  # 0: greedy (evaluation)
+                        top_p=sampling.top_p,
+                        top_k=0,
+                        max_tokens=sampling.max_new_tokens,
+                        logprobs=0,
+                        seed=seed,
+                        logit_bias=dict.fromkeys(self.suppressed, SUPPRESS),
+                        skip_special_tokens=True,
+                    )
                 )
-            )
         if self.sleeps:
             self.llm.wake_up()
         try:
@@ -149,7 +154,12 @@ class VLLMEngine(RolloutEngine):
         finally:
             if self.sleeps:
                 self.llm.sleep(level=1)
-        return [[self._completion(sample) for sample in output.outputs] for output in outputs]
+        completions = [self._completion(output.outputs[0]) for output in outputs]
+        out, start = [], 0
+        for size in groups:
+            out.append(completions[start : start + size])
+            start += size
+        return out
 
     def _completion(self, sample) -> Completion:
         token_ids = list(sample.token_ids)

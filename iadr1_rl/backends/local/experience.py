@@ -19,7 +19,7 @@ from rewards import GroupScore, Scorer
 from ...data.records import Record
 from ...eval.metrics import score_metrics
 from ...models.encoding import EncodedPrompt, encode_prompts
-from ...rollout import Completion
+from ...rollout import Completion, sample_seeds
 from ...train.data_order import batch_at
 from ...train.sequences import Sample
 from .plan import GRPOPlan
@@ -83,11 +83,12 @@ class ExperienceMaker:
 
     def _rollout(self, prompts: list[EncodedPrompt], step: int) -> list[list[Completion]]:
         """G completions per prompt, the prompts shared out over the workers; groups come
-        back in prompt order. Each worker's seed is a function of (seed, step)."""
+        back in prompt order. Each completion's seed is a function of (seed, step, the
+        prompt's place, the sample's index) alone (`rollout.sample_seeds`)."""
         workers = len(self.rollouts)
-        seed = self.plan.run.seed * 1_000_003 + step
+        seeds = sample_seeds(self.plan.run.seed, step, range(len(prompts)), self.plan.group_size)
         futures = [
-            worker.generate.remote(prompts[i::workers], self.plan.group_size, self.plan.sampling, seed + i)
+            worker.generate.remote(prompts[i::workers], self.plan.sampling, seeds[i::workers])
             for i, worker in enumerate(self.rollouts)
             if prompts[i::workers]
         ]

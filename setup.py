@@ -20,6 +20,7 @@ TRAIN_BESIDE_DATA = [
     "ray[default,serve]==2.60.0",
     "tensorboard==2.21.0",
     "pydantic==2.14.3",  # the recipe config (iadr1_rl/train/config.py)
+    "accelerate==1.15.0",  # transformers needs it to create a model on its device (models/loading.py)
 ]
 TRAIN = [*DATA, *TRAIN_BESIDE_DATA]
 # What OpenRLHF's CPU-importable modules need beside torch/transformers/ray.

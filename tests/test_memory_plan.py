@@ -62,12 +62,20 @@ def test_checkpointing_budgets_and_sharding_move_the_estimate():
     smaller = policy_estimate(shape, Workload(**work, tokens_per_forward=4096))
     assert checkpointed.parts["activations"] < full.parts["activations"] / 5
     assert smaller.parts["activations"] < full.parts["activations"] / 3
-    # float32 master weights: 4 + 4 + 8 bytes a parameter, and autocast's bf16 copy
+    # bf16 weights, and beside them float32 master weights, gradients and moments: 2 + 4 + 4 + 8 bytes
     p = shape.parameters
-    assert (full.parts["weights"], full.parts["gradients"], full.parts["optimizer"]) == (4 * p, 4 * p, 8 * p)
-    assert full.parts["autocast_copies"] == 2 * p
+    parts = full.parts
+    assert (parts["weights"], parts["master_weights"], parts["gradients"], parts["optimizer"]) == (
+        2 * p,
+        4 * p,
+        4 * p,
+        8 * p,
+    )
+    ddp = policy_estimate(shape, Workload(**work, tokens_per_forward=16384), ddp=True)
+    assert ddp.parts["gradients"] == 6 * p  # DDP reduces the bf16 gradients before they are folded in
+    assert parts["head_gradient"] == shape.vocab * shape.hidden * 2  # each chunk's backward makes one
     pure = policy_estimate(shape, Workload(**work, tokens_per_forward=16384), precision="none")
-    assert (pure.parts["weights"], pure.parts["optimizer"]) == (2 * p, 4 * p) and "autocast_copies" not in pure.parts
+    assert (pure.parts["weights"], pure.parts["optimizer"]) == (2 * p, 4 * p) and "master_weights" not in pure.parts
     zero = {"optimizer": 4, "gradients": 4}
     sharded = policy_estimate(shape, Workload(**work, tokens_per_forward=4096), zero, precision="deepspeed")
     assert sharded.parts["optimizer"] == 12 * p / 4 and sharded.parts["gradients"] == 4 * p / 4

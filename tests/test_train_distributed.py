@@ -57,8 +57,15 @@ def one_process(ray_session, tmp_path_factory, tiny_model_dir, synthetic_records
     return weights
 
 
-@pytest.mark.parametrize(("strategy", "zero_stage"), [("ddp", 0), ("deepspeed", 2), ("deepspeed", 3)])
-def test_two_ranks_equal_one_process(strategy, zero_stage, one_process, tmp_path, tiny_model_dir, synthetic_records):
+@pytest.mark.parametrize(
+    ("strategy", "zero_stage", "offload"),
+    [("ddp", 0, False), ("deepspeed", 2, False), ("deepspeed", 3, False), ("deepspeed", 2, True)],
+)
+def test_two_ranks_equal_one_process(
+    strategy, zero_stage, offload, one_process, tmp_path, tiny_model_dir, synthetic_records
+):
+    """The last case is ZeRO-Offload (the Adam state and step on the CPU), which raised in
+    DeepSpeed with a client torch optimizer before its documented switch was set."""
     config = sft_config(
         tmp_path,
         tiny_model_dir,
@@ -67,6 +74,7 @@ def test_two_ranks_equal_one_process(strategy, zero_stage, one_process, tmp_path
         "sft.world_size=2",
         "sft.gradient_accumulation=1",
         f"sft.zero_stage={zero_stage}",
+        f"sft.offload_optimizer={str(offload).lower()}",
     )
     summary = run_sft(config, progress=False, run_eval=False)
     assert summary["steps"] == 3
@@ -113,6 +121,8 @@ def test_deepspeed_config_follows_the_recipe():
     assert config["gradient_accumulation_steps"] == 8 and config["gradient_clipping"] == 1.0
     assert config["bf16"] == {"enabled": True}
     assert config["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert config["zero_force_ds_cpu_optimizer"] is False  # torch's AdamW steps the offloaded state
+    assert deepspeed_config(spec, 8, 1.0, "float16")["fp16"] == {"enabled": True, "loss_scale": 0}
     assert deepspeed_config(DistributedSpec("ddp", 0, 2), 1, 1.0, "float32")["bf16"] == {"enabled": False}
     with pytest.raises(ValueError, match="rank 4 does not fit world_size 4"):
         DistributedSpec("ddp", 4, 4)

@@ -3,7 +3,6 @@ and score response tokens (forward only, in micro-batches by token budget)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -63,11 +62,6 @@ class ModelActor:
     def ready(self) -> bool:
         return True
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Around forward passes: where the weights are kept in another dtype than the
-        model computes in (`PolicyActor`'s float32 master weights), autocast to it."""
-        return contextlib.nullcontext()
-
     def peak_memory(self) -> float | None:
         """Bytes at the peak since the last call (the driver asks once per step)."""
         return self.memory.take()
@@ -84,8 +78,7 @@ class ModelActor:
         lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
         for part in token_budget_batches(lengths, self.logprob_tokens, "memory.logprob_tokens"):
             chosen = [samples[i] for i in part]
-            with self.autocast():
-                flat = response_logprobs(self.model, self.batch(chosen), temperature, self.suppressed).tolist()
+            flat = response_logprobs(self.model, self.batch(chosen), temperature, self.suppressed).tolist()
             for i, values in zip(part, split_by_response(flat, chosen)):
                 out[i] = values
         return out

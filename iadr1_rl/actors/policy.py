@@ -3,7 +3,6 @@ by token budget; checkpoints."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
 from ..train.engine import OptimizerSettings, TrainEngine, build_engine
 from ..train.losses import GRPO_SUMS, PPOSettings, grpo_loss, sft_loss
 from ..train.micro_batches import TokenBudgetError, split_evenly, token_budget_batches
+from ..train.precision import SIXTEEN_BIT
 from ..train.sequences import GRPOBatch, Sample, target_ids
 from .base import ModelActor
 
@@ -24,11 +24,12 @@ DEFAULT_TRAIN_TOKENS = 16384
 
 
 class PolicyActor(ModelActor):
-    """The trainable model. With `master_weights` (the default) and a 16-bit `dtype`, its
-    weights, gradients and AdamW state are float32 and its forward passes compute in `dtype`
-    (autocast): in bf16 weights AdamW's updates at SC-GRPO's learning rates (1e-6 on weights
-    of ~1e-2, whose bf16 spacing is ~1e-4) would round away and the policy would not move.
-    The weights it hands on (the final model, weight syncs) are cast to `dtype`."""
+    """The trainable model. It holds and forwards its weights in `dtype`, the same weights the
+    reference and the rollout engines compute with (so in bf16 the policy's log-probs equal
+    the reference's at step 0). With `master_weights` (the default) and a 16-bit `dtype`, its
+    optimizer steps float32 copies of them (`train/precision.py`): in bf16 alone AdamW's
+    updates at SC-GRPO's learning rates (1e-6 on weights of ~1e-2, whose bf16 spacing is
+    ~1e-4) would round away and the policy would not move."""
 
     def __init__(
         self,
@@ -40,8 +41,8 @@ class PolicyActor(ModelActor):
         dtype: str = "float32",
         **kwargs,
     ) -> None:
-        super().__init__(*args, dtype="float32" if master_weights else dtype, **kwargs)
-        self.compute_dtype = getattr(torch, dtype)
+        super().__init__(*args, dtype=dtype, **kwargs)
+        self.master_weights = master_weights and dtype in SIXTEEN_BIT
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -49,14 +50,15 @@ class PolicyActor(ModelActor):
         self.train_tokens = train_tokens
         self._sender: WeightSender | None = None
         self._sender_bytes = 0
-        # AdamW allocates its moments at the first step, so this costs nothing when
-        # `join_group` replaces it with a distributed engine.
-        self.engine: TrainEngine = build_engine(self.model, self.optimizer_settings)
+        self._engine: TrainEngine | None = None  # built at first use, or by `join_group`
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.compute_dtype == self.model.dtype:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.model.device.type, dtype=self.compute_dtype)
+    @property
+    def engine(self) -> TrainEngine:
+        """The optimizer step: one process's, unless `join_group` made it a rank's. Built when
+        first used, so that a rank's float32 master weights are never made only to be dropped."""
+        if self._engine is None:
+            self._engine = build_engine(self.model, self.optimizer_settings, master_weights=self.master_weights)
+        return self._engine
 
     # ------------------------------------------------------- data-parallel ranks
     def rendezvous(self) -> tuple[str, int]:
@@ -68,8 +70,8 @@ class PolicyActor(ModelActor):
     def join_group(self, spec: DistributedSpec, micro_batches: int = 1) -> int:
         """Train as rank `spec.rank` of `spec.world_size` (DDP or DeepSpeed); all ranks
         must call it together. Returns the rank."""
-        self.engine = build_engine(
-            self.model, self.optimizer_settings, spec, micro_batches, dtype=str(self.model.dtype).removeprefix("torch.")
+        self._engine = build_engine(
+            self.model, self.optimizer_settings, spec, micro_batches, master_weights=self.master_weights
         )
         return spec.rank
 
@@ -93,8 +95,7 @@ class PolicyActor(ModelActor):
             chosen = [samples[i] for i in part]
             tokens = sum(len(s.response_ids) for s in chosen)
             with self.engine.accumulating(last=index == len(parts) - 1):
-                with self.autocast():
-                    logprobs = self.engine.module(self.batch(chosen))
+                logprobs = self.engine.module(self.batch(chosen))
                 loss = sft_loss(logprobs)
                 self.engine.backward(loss, tokens / max(1.0, step_tokens))
             loss_sum += loss.item() * tokens
@@ -142,8 +143,7 @@ class PolicyActor(ModelActor):
         for index, part in enumerate(parts):
             chosen = [samples[i] for i in part]
             with self.engine.accumulating(last=index == len(parts) - 1):
-                with self.autocast():
-                    logprobs = self.engine.module(self.batch(chosen), ppo.temperature, self.suppressed)
+                logprobs = self.engine.module(self.batch(chosen), ppo.temperature, self.suppressed)
                 old = logprobs.detach() if update.old_logprobs is None else _flat(update.old_logprobs, part, logprobs)
                 ref = _flat(update.ref_logprobs, part, logprobs)
                 lengths_of = torch.tensor([len(s.response_ids) for s in chosen], device=logprobs.device)
@@ -177,7 +177,7 @@ class PolicyActor(ModelActor):
         """How many buckets a weight sync of `bucket_bytes` takes (lays them out once)."""
         self.memory.mark()  # the buckets go into shared memory: see PeakMemory
         if self._sender is None or self._sender_bytes != bucket_bytes:
-            self._sender = WeightSender(self.model, bucket_bytes, self.compute_dtype)
+            self._sender = WeightSender(self.model, bucket_bytes)
             self._sender_bytes = bucket_bytes
         return self._sender.count
 
@@ -191,19 +191,20 @@ class PolicyActor(ModelActor):
         """An HF folder (model and processor) that evaluation or the next stage loads
         (written by rank 0; every rank of a group calls it)."""
         Path(path).mkdir(parents=True, exist_ok=True)
-        self.engine.save_model(path, self.processor, self.compute_dtype)
+        self.engine.save_model(path, self.processor)
         return path
 
     def save_checkpoint(self, path: str) -> str:
-        """The model with its master weights as they are (a resume continues exactly), and
-        the optimizer and scheduler state."""
+        """The model, and the optimizer, scheduler and float32 master weights (a resume
+        continues exactly)."""
         Path(path).mkdir(parents=True, exist_ok=True)
         self.engine.save_model(path, self.processor)
         self.engine.save_state(path)
         return path
 
     def load_training_state(self, path: str) -> None:
-        """Optimizer and scheduler from a checkpoint (the weights were loaded at start)."""
+        """Optimizer, scheduler and master weights from a checkpoint (the model's weights
+        were loaded from it at start)."""
         self.engine.load_state(path)
 
 

@@ -59,7 +59,8 @@ LOCAL: dict[str, Handling] = {
     "model.max_pixels": Handling("every actor's image processor"),
     "model.gradient_checkpointing": Handling("the policy's training"),
     "model.master_weights": Handling(
-        "the policy's float32 weights under 16-bit compute (PA-SFT under DeepSpeed: DeepSpeed's own master copy)"
+        "the policy's optimizer steps float32 copies of its 16-bit weights, with a loss scaler for float16 "
+        "(PA-SFT under DeepSpeed: DeepSpeed's own master copy); float16 without them is refused"
     ),
     "data.train": Handling("PA-SFT's records; SC-GRPO's when data.grpo_train is empty"),
     "data.grpo_train": Handling("SC-GRPO's prompts"),

@@ -5,21 +5,23 @@ parameters exactly; its sizes (hidden, layers, heads, vocabulary, vision tower) 
 run's workload (dtype, token budgets, sequence lengths, gradient checkpointing, the
 rollout batch) give each part of an actor's peak:
 
-- weights, and for the policy gradients and AdamW's two moments (all in the weights'
-  dtype, as torch's AdamW keeps them; ZeRO shards them over the ranks);
+- weights, and for the policy its gradients, AdamW's two moments and, for a 16-bit policy,
+  the float32 master weights its optimizer steps (`train/precision.py`; ZeRO shards them
+  over the ranks); torch's fused AdamW makes no full-size temporaries at the step;
 - activations kept for the backward pass: per token and decoder layer, what autograd saves
   in a pre-norm transformer layer (the norms' float32 copies, q/k/v and their rotated
   copies, attention in and out, the gated MLP's four intermediate tensors); with gradient
   checkpointing only each layer's input, plus one layer recomputed; the vision tower per
   image patch likewise;
 - one chunk of float32 logits of the selective log-softmax (`logprobs.py`), forward and
-  backward;
+  backward, and the LM head's gradient each chunk's backward makes;
 - for forward-only passes, one layer's temporaries; for HF `generate`, the KV cache of
   the whole rollout batch and the sampler's per-step vocabulary tensors.
 
-What is not counted: the process itself (interpreter, torch, the model's code: ~0.5 GiB
-on CPU, the CUDA context on a GPU), allocator fragmentation. The check leaves headroom for
-them. A CPU actor adds `CPU_RUNTIME` for its math library's workspaces.
+A GPU actor's plan is of reserved memory: the caching allocator's reserve is added
+(`with_allocator_reserve`). What is not counted: the process itself (interpreter, torch,
+the model's code: ~0.5 GiB on CPU, the CUDA context on a GPU); the check leaves headroom
+for it. A CPU actor adds `CPU_RUNTIME` for its math library's workspaces.
 How close the estimates came to measured peaks is in docs/training.md.
 """
 
@@ -37,6 +39,14 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 # same at the tiny shape and with a 151,936-token vocabulary). On a GPU these are host
 # memory, not the device's.
 CPU_RUNTIME = 0.08 * GIB
+# What torch's caching allocator reserves beyond what a GPU actor has allocated at its peak,
+# as a share of what it allocates and frees within a step (activations, logits, gradients
+# in flight, KV caches: blocks of varying sizes, freed ones kept and split). Its long-lived
+# tensors (weights, master weights, moments) are allocated once in blocks of their own.
+# Not measured on a GPU by this project yet: docs/training.md has the benchmark that prints
+# the plan beside `torch.cuda.max_memory_reserved`.
+ALLOCATOR_RESERVE = 0.25
+TRANSIENT_PARTS = ("activations", "logits", "head_gradient", "kv_cache")
 
 
 @dataclass(frozen=True)
@@ -168,32 +178,39 @@ def _chunk_bytes_per_value(b: int, backward: bool) -> int:
 
 
 def policy_estimate(
-    shape: ModelShape, work: Workload, shards: dict[str, int] | None = None, precision: str = "master"
+    shape: ModelShape,
+    work: Workload,
+    shards: dict[str, int] | None = None,
+    precision: str = "master",
+    ddp: bool = False,
 ) -> ActorEstimate:
     """The training actor: weights, gradients, AdamW's state, the activations of one
-    micro-batch, and one chunk of logits forward and backward.
+    micro-batch, and one chunk of logits forward and backward with the LM head's gradient.
 
-    `precision` says where the float32 copy lives: "master" (our policy: float32 weights,
-    gradients and moments, and autocast's 16-bit copy of the weights), "deepspeed" (16-bit
+    `precision` says where the float32 copy lives: "master" (our policy, `train/precision.py`:
+    16-bit weights, float32 master weights, gradients and moments beside them; under DDP the
+    16-bit gradients too, which DDP reduces before they are folded in), "deepspeed" (16-bit
     weights and float32 gradients, master copy and moments in the optimizer, each divided
     by its ZeRO shards `{"weights", "gradients", "optimizer"}`; optimizer 0 when offloaded),
-    or "none" (everything in the weights' dtype)."""
+    or "none" (everything in the weights' dtype). AdamW is torch's fused one: its step
+    allocates no full-size temporaries, and clipping scales the gradients in place."""
     shards = shards or {}
     b = work.bytes
     rows = work.samples_per_forward
     tokens = rows * work.sequence
     patches = rows * work.image_tokens * shape.patches_per_token
     p = shape.parameters
+    master = 0.0
     if b == 4 or precision == "none":  # one dtype for everything
-        weights, gradients, optimizer, copies = p * b, p * b, 2 * p * b, 0.0
+        weights, gradients, optimizer = p * b, p * b, 2 * p * b
     elif precision == "master":
-        weights, gradients, optimizer, copies = p * 4, p * 4, 2 * p * 4, p * b
+        weights, gradients, optimizer, master = p * b, p * 4 + (p * b if ddp else 0), 2 * p * 4, p * 4
     else:  # deepspeed
-        weights, gradients, optimizer, copies = p * b, p * 4, 3 * p * 4, 0.0
+        weights, gradients, optimizer = p * b, p * 4, 3 * p * 4
     estimate = ActorEstimate("policy")
     estimate.parts["weights"] = weights / shards.get("weights", 1)
-    if copies:
-        estimate.parts["autocast_copies"] = copies
+    if master:
+        estimate.parts["master_weights"] = master
     estimate.parts["gradients"] = gradients / shards.get("gradients", 1)
     optimizer_shards = shards.get("optimizer", 1)
     estimate.parts["optimizer"] = 0.0 if optimizer_shards == 0 else optimizer / optimizer_shards
@@ -206,7 +223,18 @@ def policy_estimate(
         activations = text_layer * shape.layers + vision_layer * shape.vision_layers
     estimate.parts["activations"] = activations + tokens * shape.hidden * b * 3  # embeddings, final hidden
     chunk = _chunk_rows(shape, rows * work.response)
+    # Each chunk's backward makes a whole LM-head gradient before it is added into `.grad`.
     estimate.parts["logits"] = chunk * shape.vocab * _chunk_bytes_per_value(b, backward=True)
+    estimate.parts["head_gradient"] = shape.vocab * shape.hidden * b
+    return estimate
+
+
+def with_allocator_reserve(estimate: ActorEstimate) -> ActorEstimate:
+    """A GPU actor's estimate as reserved memory: torch's caching allocator holds more than
+    it has allocated at the peak (freed blocks kept, split to varying sizes), which the
+    device must have: `ALLOCATOR_RESERVE` of the parts allocated and freed within a step."""
+    transient = sum(estimate.parts.get(part, 0.0) for part in TRANSIENT_PARTS)
+    estimate.parts["allocator_reserve"] = ALLOCATOR_RESERVE * transient
     return estimate
 
 

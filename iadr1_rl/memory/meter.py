@@ -1,7 +1,8 @@
 """The peak memory a process's model work took, measured the way the memory plan estimates
 it, and reset after each reading, so that a training step reports its own peak.
 
-- On a GPU: torch's most allocated bytes.
+- On a GPU: torch's most reserved bytes (what the caching allocator held at the peak: what
+  the device must have, and what the plan plans).
 - On CPU: the kernel's resident high-water mark (`VmHWM`, reset through `clear_refs`),
   less the shared memory the process maps (`RssShmem`: Ray's object store maps into every
   process that reads an object, and those pages are the machine's once, not each
@@ -80,7 +81,7 @@ class PeakMemory:
 
     def _window_peak(self) -> float | None:
         if self.device.type == "cuda":
-            return float(torch.cuda.max_memory_allocated(self.device))
+            return float(torch.cuda.max_memory_reserved(self.device))
         high, shared = _status_kib("VmHWM"), _status_kib("RssShmem")
         return None if high is None or shared is None else max(0.0, (high - shared) * 1024.0 - self.baseline)
 

@@ -29,6 +29,7 @@ from .estimates import (
     hf_rollout_estimate,
     policy_estimate,
     vllm_rollout_estimate,
+    with_allocator_reserve,
 )
 from .vllm_sizing import vllm_memory_args
 
@@ -112,7 +113,8 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
         per_micro = max(1, sft.batch_size // sft.world_size // sft.gradient_accumulation)
         shards = _zero_shards(sft.strategy, sft.zero_stage, sft.world_size, sft.offload_optimizer)
         precision = "deepspeed" if sft.strategy == "deepspeed" else _precision(config)
-        estimate = policy_estimate(shape, work(per_micro, memory.train_tokens, checkpointing), shards, precision)
+        workload = work(per_micro, memory.train_tokens, checkpointing)
+        estimate = policy_estimate(shape, workload, shards, precision, ddp=sft.strategy == "ddp")
         placed = []
         for rank in range(sft.world_size):
             named = ActorEstimate(f"policy rank {rank}", dict(estimate.parts))
@@ -136,6 +138,8 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
     for actor in placed:
         if actor.num_gpus == 0:
             actor.estimate.parts["runtime"] = CPU_RUNTIME
+        elif "vllm_share" not in actor.estimate.parts:  # vLLM's share is what it reserves
+            with_allocator_reserve(actor.estimate)
     devices = _place(placed, memory.device_gib)
     return MemoryPlan(source, shape.parameters, [p.estimate for p in placed], devices, HEADROOM)
 

@@ -51,17 +51,26 @@ class SeededSampler:
 
         if self.generators is None:
             self.generators = [torch.Generator(scores.device).manual_seed(seed) for seed in self.seeds]
-        scores = scores.float() / self.temperature
+        # In place where it can be: these are (rows × vocabulary) float32 tensors every step.
+        scores = scores.float()
+        if self.temperature != 1.0:
+            scores = scores.div_(self.temperature)
         if self.top_p < 1.0:
             from transformers import TopPLogitsWarper
 
             scores = TopPLogitsWarper(self.top_p)(input_ids, scores)
-        logprobs = torch.log_softmax(scores, dim=-1)
+        # One working buffer: the log-partition first, then the noise, then the one-hot scores.
+        work = torch.empty_like(scores)
+        top = scores.amax(dim=-1, keepdim=True)
+        log_partition = work.copy_(scores).sub_(top).exp_().sum(dim=-1, keepdim=True).log_().add_(top)
+        for row, generator in enumerate(self.generators):
+            work[row].uniform_(generator=generator)
         tiny = torch.finfo(torch.float32).tiny
-        noise = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators])
-        chosen = (scores - torch.log(-torch.log(noise.clamp(tiny, 1.0 - 1e-7)))).argmax(dim=-1, keepdim=True)
-        self.logprobs.append(logprobs.gather(-1, chosen).squeeze(-1))
-        return torch.full_like(scores, float("-inf")).scatter_(-1, chosen, 0.0)
+        # Gumbel noise -log(-log u), added to the scores.
+        work.clamp_(tiny, 1.0 - 1e-7).log_().neg_().log_().neg_().add_(scores)
+        chosen = work.argmax(dim=-1, keepdim=True)
+        self.logprobs.append((scores.gather(-1, chosen) - log_partition).squeeze(-1))
+        return work.fill_(float("-inf")).scatter_(-1, chosen, 0.0)
 
 
 def generate_token_ids(

@@ -33,7 +33,7 @@ def import_model_code(path: str | Path) -> None:
 
 
 def load_vlm(path: str | Path, dtype: str = "float32", device: str = "cpu", max_pixels: int | None = None):
-    """(model, processor) from an HF folder, in eval mode on `device`."""
+    """(model, processor) from an HF folder, in eval mode, created on `device`."""
     import torch
     from transformers import AutoModelForImageTextToText
 
@@ -44,6 +44,7 @@ def load_vlm(path: str | Path, dtype: str = "float32", device: str = "cpu", max_
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     image_kwargs = {"max_pixels": max_pixels} if max_pixels else {}
     processor = load_processor(path, **image_kwargs)
-    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=getattr(torch, dtype))
-    model.to(device).eval()
+    # Created on its device: a model loaded on the host first needs its size in host memory.
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=getattr(torch, dtype), device_map=device)
+    model.eval()
     return model, processor

@@ -87,14 +87,12 @@ def bucket_layout(sizes: Sequence[int], bucket_bytes: int = DEFAULT_BUCKET_BYTES
     return buckets
 
 
-def pack(
-    named: Sequence[tuple[str, torch.Tensor]], version: int, index: int, count: int, dtype: torch.dtype | None = None
-) -> WeightBucket:
-    """A bucket of CPU byte copies of `named` tensors (cast to `dtype` when given)."""
+def pack(named: Sequence[tuple[str, torch.Tensor]], version: int, index: int, count: int) -> WeightBucket:
+    """A bucket of CPU byte copies of `named` tensors."""
     bucket = WeightBucket(version, index, count)
     with torch.no_grad():
         for name, tensor in named:
-            data = tensor.detach().to(device="cpu", dtype=dtype or tensor.dtype).contiguous()
+            data = tensor.detach().to(device="cpu").contiguous()
             bucket.names.append(name)
             bucket.dtypes.append(str(data.dtype).removeprefix("torch."))
             bucket.shapes.append(tuple(data.shape))
@@ -103,24 +101,19 @@ def pack(
 
 
 class WeightSender:
-    """The policy's side: its parameters, laid out in buckets once, sent in `dtype` (the
-    dtype the engines compute in; float32 master weights travel at half the size in bf16)."""
+    """The policy's side: its parameters, laid out in buckets once, sent in the dtype they
+    are in (the policy holds its weights in the dtype the engines compute in)."""
 
-    def __init__(
-        self, model: torch.nn.Module, bucket_bytes: int = DEFAULT_BUCKET_BYTES, dtype: torch.dtype | None = None
-    ) -> None:
+    def __init__(self, model: torch.nn.Module, bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> None:
         self.named = checkpoint_named_parameters(model)  # a tied weight once
-        self.dtype = dtype
-        width = torch.empty(0, dtype=dtype).element_size() if dtype is not None else None
-        sizes = [p.numel() * (width or p.element_size()) for _, p in self.named]
-        self.layout = bucket_layout(sizes, bucket_bytes)
+        self.layout = bucket_layout([p.numel() * p.element_size() for _, p in self.named], bucket_bytes)
 
     @property
     def count(self) -> int:
         return len(self.layout)
 
     def bucket(self, index: int, version: int) -> WeightBucket:
-        return pack([self.named[i] for i in self.layout[index]], version, index, self.count, self.dtype)
+        return pack([self.named[i] for i in self.layout[index]], version, index, self.count)
 
 
 class WeightReceiver:

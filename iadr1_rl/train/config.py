@@ -35,7 +35,8 @@ class ModelConfig(Section):
     gradient_checkpointing: bool = False
     master_weights: bool = Field(
         True,
-        description="the local policy keeps float32 weights and computes in dtype (bf16 updates at lr 1e-6 vanish)",
+        description="the local policy's optimizer steps float32 copies of its dtype weights (bf16 updates at 1e-6 "
+        "vanish; float16 also gets a loss scaler)",
     )
 
 

@@ -120,15 +120,22 @@ def deepspeed_config(spec: DistributedSpec, micro_batches: int, grad_clip: float
     if spec.zero_stage == 3:
         # save_model gathers the sharded weights into one HF folder on rank 0.
         zero["stage3_gather_16bit_weights_on_model_save"] = True
-    if spec.offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-    return {
+    config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": 1,  # informational: our batches are lists of records
         "gradient_accumulation_steps": micro_batches,
         "gradient_clipping": grad_clip,
         "zero_optimization": zero,
         "bf16": {"enabled": dtype == "bfloat16"},
+        # float16 with DeepSpeed's dynamic loss scaling (0: dynamic), as its master weights need
+        "fp16": {"enabled": dtype == "float16", "loss_scale": 0},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 1 << 30,  # our run log reports; keep DeepSpeed quiet
         "wall_clock_breakdown": False,
     }
+    if spec.offload_optimizer:
+        # The Adam state and its step on the CPU. Our client optimizer is torch's AdamW (fused
+        # on the CPU), which DeepSpeed refuses under offload unless told this documented switch;
+        # its own DeepSpeedCPUAdam would need a C++ build on every machine.
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        config["zero_force_ds_cpu_optimizer"] = False
+    return config

@@ -19,6 +19,7 @@ import torch
 
 from .distributed import DistributedSpec, deepspeed_config, init_process_group
 from .logprobs import ResponseLogprobs
+from .precision import MasterWeights, check_precision, fused_adamw_supported, loss_scaler
 from .schedule import warmup_cosine
 
 OPTIMIZER_FILE = "optimizer.pt"
@@ -39,28 +40,43 @@ class OptimizerSettings:
 class TrainEngine:
     """The optimiser step on one process, or under DDP. `module(batch, temperature,
     suppressed)` gives the batch's response log-probs (`logprobs.ResponseLogprobs`, wrapped
-    by DDP or DeepSpeed so that their gradient hooks see the whole forward)."""
+    by DDP or DeepSpeed so that their gradient hooks see the whole forward).
+
+    With `master_weights` (a 16-bit model) the optimizer steps float32 copies of the
+    weights (`precision.MasterWeights`) and float16 adds a loss scaler; the model forwards
+    its own 16-bit weights. AdamW is torch's fused one where it runs (no full-size
+    temporaries at the step)."""
 
     fixed_micro_batches = False  # any number of micro-batches per step
 
     def __init__(
-        self, model: torch.nn.Module, settings: OptimizerSettings, spec: DistributedSpec = DistributedSpec()
+        self,
+        model: torch.nn.Module,
+        settings: OptimizerSettings,
+        spec: DistributedSpec = DistributedSpec(),
+        master_weights: bool = False,
     ) -> None:
         self.model = model
         self.spec = spec
         self.grad_clip = settings.grad_clip
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        # Under DDP the reducer reads `.grad` itself: fold once it has reduced the last micro-batch.
+        self.master = MasterWeights(trainable, fold_as_ready=spec.strategy != "ddp") if master_weights else None
+        self.params = self.master.params if self.master is not None else trainable
         self.optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=settings.weight_decay
+            self.params, lr=settings.lr, weight_decay=settings.weight_decay, fused=fused_adamw_supported(self.params)
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: warmup_cosine(step, settings.total_steps, settings.warmup_steps)
         )
+        device = next(model.parameters()).device
+        self.scaler = loss_scaler(next(model.parameters()).dtype, device) if self.master is not None else None
         self.module: torch.nn.Module = ResponseLogprobs(model)
         if spec.strategy == "ddp":
             from torch.nn.parallel import DistributedDataParallel
 
-            init_process_group(spec, next(model.parameters()).device)
-            device_ids = [model.device.index or 0] if model.device.type == "cuda" else None
+            init_process_group(spec, device)
+            device_ids = [device.index or 0] if device.type == "cuda" else None
             self.module = DistributedDataParallel(self.module, device_ids=device_ids)
 
     @property
@@ -80,14 +96,26 @@ class TrainEngine:
         return self.module.no_sync()
 
     def backward(self, loss: torch.Tensor, share: float) -> None:
-        (loss * (share * self.loss_factor)).backward()
+        scaled = loss * (share * self.loss_factor)
+        (scaled if self.scaler is None else self.scaler.scale(scaled)).backward()
 
     def step(self) -> float:
-        """Clip, step, advance the schedule; returns the gradient norm before clipping."""
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
+        """Clip, step, advance the schedule; returns the gradient norm before clipping (a
+        float16 step whose gradients overflowed is skipped: the loss scaler lowers its scale)."""
+        if self.master is not None:
+            self.master.fold()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.master is not None:
+            self.master.copy_to_model()
         return float(grad_norm)
 
     def lr(self) -> float:
@@ -97,35 +125,43 @@ class TrainEngine:
         """Rank 0 writes the model folder and the replicated optimizer state."""
         return self.spec.rank == 0
 
-    def save_model(self, path: str | Path, processor: Any, dtype: torch.dtype | None = None) -> None:
-        """The model as an HF folder, its weights cast to `dtype` when given (float32 master
-        weights saved in the dtype the model computes in)."""
+    def save_model(self, path: str | Path, processor: Any) -> None:
+        """The model as an HF folder, in the dtype it computes in."""
         if self.is_writer():
             from ..models.processor import save_processor
 
-            if dtype is None or dtype == next(self.model.parameters()).dtype:
-                self.model.save_pretrained(path)
-            else:
-                state = {k: v.to(dtype) for k, v in self.model.state_dict().items()}
-                saved_dtype = self.model.config.dtype
-                self.model.config.dtype = dtype
-                try:
-                    self.model.save_pretrained(path, state_dict=state)
-                finally:
-                    self.model.config.dtype = saved_dtype
+            self.model.save_pretrained(path)
             save_processor(processor, path)
 
     def save_state(self, path: str | Path) -> None:
+        """The optimizer and scheduler (and the float32 master weights: the model folder
+        holds their 16-bit rounding), so that a resume continues exactly."""
         if self.is_writer():
-            torch.save(
-                {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                Path(path) / OPTIMIZER_FILE,
-            )
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+            if self.master is not None:
+                state["master_weights"] = self.master.state()
+            if self.scaler is not None:
+                state["loss_scaler"] = self.scaler.state_dict()
+            torch.save(state, Path(path) / OPTIMIZER_FILE)
 
     def load_state(self, path: str | Path) -> None:
-        state = torch.load(Path(path) / OPTIMIZER_FILE, map_location=self.model.device, weights_only=False)
+        state = torch.load(Path(path) / OPTIMIZER_FILE, map_location=self.params[0].device, weights_only=False)
+        if (self.master is not None) != ("master_weights" in state):
+            raise ValueError(
+                f"{path} was saved {'with' if 'master_weights' in state else 'without'} float32 master weights and "
+                "this run trains the other way: resume with the model.dtype and model.master_weights that wrote it"
+            )
+        if self.master is not None:
+            self.master.load_state(state["master_weights"])
+        if self.scaler is not None and "loss_scaler" in state:
+            self.scaler.load_state_dict(state["loss_scaler"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def device_dtype(model: torch.nn.Module) -> str:
+    """The dtype a model's weights are in ("bfloat16", …)."""
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
 def _skip_inference_comm_op() -> None:
@@ -153,7 +189,6 @@ class DeepSpeedEngine(TrainEngine):
         settings: OptimizerSettings,
         spec: DistributedSpec,
         micro_batches: int = 1,
-        dtype: str = "float32",
     ) -> None:
         super().__init__(model, settings, spec)  # AdamW and the schedule become DeepSpeed's client ones
         self.micro_batches = micro_batches
@@ -171,7 +206,7 @@ class DeepSpeedEngine(TrainEngine):
             model=self.module,
             optimizer=self.optimizer,
             lr_scheduler=self.scheduler,
-            config=deepspeed_config(spec, micro_batches, settings.grad_clip, dtype),
+            config=deepspeed_config(spec, micro_batches, settings.grad_clip, str(device_dtype(model))),
         )
 
     @property
@@ -199,7 +234,7 @@ class DeepSpeedEngine(TrainEngine):
     def lr(self) -> float:
         return self.module.get_lr()[0]
 
-    def save_model(self, path: str | Path, processor: Any, dtype: torch.dtype | None = None) -> None:
+    def save_model(self, path: str | Path, processor: Any) -> None:
         # DeepSpeed's module is in the dtype it computes in; its float32 master copy is its own.
         state = self._gathered_state() if self.spec.zero_stage == 3 else None
         if self.is_writer():
@@ -238,9 +273,10 @@ def build_engine(
     settings: OptimizerSettings,
     spec: DistributedSpec = DistributedSpec(),
     micro_batches: int = 1,
-    dtype: str = "float32",
+    master_weights: bool = False,
 ) -> TrainEngine:
-    """The engine `spec.strategy` names."""
+    """The engine `spec.strategy` names (DeepSpeed keeps its own float32 master weights)."""
     if spec.strategy == "deepspeed":
-        return DeepSpeedEngine(model, settings, spec, micro_batches, dtype)
-    return TrainEngine(model, settings, spec)
+        return DeepSpeedEngine(model, settings, spec, micro_batches)
+    check_precision(device_dtype(model), master_weights)
+    return TrainEngine(model, settings, spec, master_weights)

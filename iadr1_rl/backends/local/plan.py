@@ -23,6 +23,7 @@ from ...train.config import RecipeConfig
 from ...train.distributed import DistributedSpec
 from ...train.engine import OptimizerSettings
 from ...train.losses import PPOSettings
+from ...train.precision import check_precision
 from ..evaluation import EvalPlan
 from ..keys import check_keys
 from ..training_records import training_records
@@ -229,6 +230,8 @@ def rollout_options(config: RecipeConfig) -> dict[str, Any]:
 
 def model_plan(config: RecipeConfig, path: str, deepspeed: bool = False) -> ModelPlan:
     check_model_dir(path)  # a clear error before Ray starts
+    if not deepspeed:  # DeepSpeed keeps its own master weights and loss scale
+        check_precision(config.model.dtype, config.model.master_weights)
     if not config.model.master_weights and config.model.dtype != "float32" and not deepspeed:
         logger.warning(
             "model.master_weights is false: the policy trains in %s, where AdamW's updates smaller than ~1/256 of "

@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install install-vllm demo test test-main test-vllm lint bench clean
+OPENRLHF_VENV ?= .venv-openrlhf
+
+.PHONY: install install-vllm install-openrlhf demo test test-main test-vllm lint bench clean
 
 install: $(STAMP)
 
@@ -41,6 +43,17 @@ $(VLLM_STAMP): setup.py tests/vllm_env/torchvision_cpu_shim.py
 	fi
 	touch $(VLLM_STAMP)
 
+# The OpenRLHF backend's environment, on a GPU machine (CUDA builds; flash-attn compiles
+# against the torch installed first). Its pins: requirements-openrlhf.txt.
+install-openrlhf:
+	nvidia-smi -L >/dev/null 2>&1 || { echo "install-openrlhf: the OpenRLHF backend needs GPUs (CUDA builds of torch, vLLM, flash-attn)"; exit 2; }
+	$(PYTHON) -m venv $(OPENRLHF_VENV)
+	$(OPENRLHF_VENV)/bin/pip install --quiet --upgrade pip
+	$(OPENRLHF_VENV)/bin/pip install --quiet torch==2.13.0
+	$(OPENRLHF_VENV)/bin/pip install --quiet -r requirements-openrlhf.txt
+	$(OPENRLHF_VENV)/bin/pip install --quiet --no-build-isolation flash-attn==2.8.3
+	$(OPENRLHF_VENV)/bin/pip install --quiet --no-deps openrlhf==0.11.2 -e .
+
 demo: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python recipes/demo.py
 
@@ -68,4 +81,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_server.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) $(OPENRLHF_VENV) runs

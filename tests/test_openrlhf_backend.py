@@ -60,6 +60,42 @@ def parse_with_openrlhf(arguments: list[str], monkeypatch) -> object:
     return parsed.value.parsed
 
 
+class Launched(Exception):
+    """Raised where train_ppo_ray would create its vLLM engines: its launch checks passed."""
+
+
+def launch_with_openrlhf(arguments: list[str], monkeypatch) -> None:
+    """OpenRLHF's own `train()` on these arguments, up to creating its vLLM engines (Ray's
+    placement group and DeepSpeed stand aside): its launch assertions run as on a cluster.
+    Returns when they pass; their AssertionError otherwise."""
+    import openrlhf.utils
+    import ray
+    import ray.util.placement_group
+
+    for name, attributes in GPU_ONLY.items():
+        stub = types.ModuleType(name)
+        for attribute in attributes:
+            setattr(stub, attribute, object())
+        monkeypatch.setitem(sys.modules, name, stub)
+
+    def launched(*args, **kwargs):
+        raise Launched()
+
+    sys.modules["openrlhf.trainer.ray"].create_vllm_engines = launched
+    monkeypatch.setattr(openrlhf.utils, "get_strategy", lambda args: types.SimpleNamespace(print=lambda *a: None))
+    group = types.SimpleNamespace(ready=lambda: None)
+    module = sys.modules["ray.util.placement_group"]  # `ray.util.placement_group` is also the function's name
+    monkeypatch.setattr(module, "placement_group", lambda *a, **k: group)
+    monkeypatch.setattr(ray, "get", lambda refs: refs)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(sys, "argv", ["train_ppo_ray", *arguments])
+    try:
+        runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__")
+    except Launched:
+        return
+    raise AssertionError("train_ppo_ray returned without creating its vLLM engines")
+
+
 @pytest.fixture
 def config_for(tmp_path, synthetic_records):
     def make(path: Path, *extra: str):
@@ -96,6 +132,36 @@ def test_arguments_parse_with_openrlhf(path, config_for, monkeypatch):
     steps_per_episode = args.data.max_samples // args.rollout.batch_size
     assert args.train.num_episodes * steps_per_episode == config.grpo.steps
     assert args.train.batch_size * config.grpo.mini_batches == config.grpo.prompts_per_step * config.grpo.group_size
+
+
+@pytest.mark.parametrize("path", GPU_CONFIGS, ids=lambda p: p.stem)
+def test_every_shipped_config_passes_openrlhf_launch_checks(path, config_for, monkeypatch):
+    """Not only its parser: OpenRLHF's `train()` itself, up to its vLLM engines (with
+    colocate_all it asserts the engines take exactly the actor's GPUs)."""
+    launch_with_openrlhf(backend.prepare(config_for(path)).command[3:], monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["openrlhf.vllm_num_engines=2", "openrlhf.vllm_tensor_parallel_size=1"], "openrlhf.vllm_num_engines"),
+        (["openrlhf.micro_rollout_batch_size=32", "grpo.prompts_per_step=4"], "openrlhf.micro_rollout_batch_size"),
+        (["openrlhf.micro_train_batch_size=3"], "openrlhf.micro_train_batch_size"),
+    ],
+)
+def test_an_impossible_launch_is_refused_before_anything_starts(overrides, named, config_for, tmp_path, monkeypatch):
+    config = config_for(QWEN, *overrides)
+    with pytest.raises(ValueError, match=f"OpenRLHF would refuse to start: .*{named.replace('.', '[.]')}"):
+        backend.prepare(config)
+    assert not (tmp_path / QWEN.stem / "openrlhf_prompts.jsonl").exists()  # nothing exported, nothing started
+    # The same arguments, unchecked, stop OpenRLHF (or the DeepSpeed it runs) where we said.
+    arguments = backend.build_arguments(config, tmp_path / "p.jsonl", tmp_path, backend.RunLength(1, 24, 4))
+    if "micro_train" in named:  # DeepSpeed's batch assertion, not OpenRLHF's: its arithmetic
+        world = config.openrlhf.num_nodes * config.openrlhf.num_gpus_per_node
+        assert config.grpo.prompts_per_step * config.grpo.group_size % (3 * world)
+        return
+    with pytest.raises(AssertionError):
+        launch_with_openrlhf(arguments, monkeypatch)
 
 
 def test_the_cpu_demo_config_is_refused_naming_the_key(config_for):
@@ -241,3 +307,25 @@ def test_cluster_manifests_parse_and_name_real_files():
     runtime = yaml.safe_load((ROOT / "ray_cluster" / "runtime_env.yaml").read_text())
     setup = (ROOT / "setup.py").read_text()
     assert all(f'"{pin}"' in setup for pin in runtime["pip"]["packages"])  # the same pins as setup.py
+
+
+def test_the_backend_environment_pins_what_openrlhf_pins():
+    """requirements-openrlhf.txt (make install-openrlhf) against OpenRLHF 0.11.2's own
+    metadata: the Ray, DeepSpeed, transformers and vLLM it was released with."""
+    from importlib.metadata import requires, version
+
+    pins = {
+        line.split("==")[0].split("[")[0]: line.split("==")[1]
+        for line in (ROOT / "requirements-openrlhf.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    assert version("openrlhf") == "0.11.2" and "openrlhf==0.11.2" in (ROOT / "Makefile").read_text()
+    theirs = {}
+    for requirement in requires("openrlhf"):
+        name, _, rest = requirement.partition("==")
+        if rest and ("extra ==" not in rest or 'extra == "vllm"' in rest):
+            theirs[name.split("[")[0].strip()] = rest.split(";")[0].strip()
+    for package in ("ray", "deepspeed", "transformers", "vllm"):
+        assert pins[package] == theirs[package], package
+    for package in ("regex", "rapidfuzz", "nltk", "pydantic"):  # this project's, as setup.py pins them
+        assert f'"{package}=={pins[package]}"' in (ROOT / "setup.py").read_text(), package

@@ -203,10 +203,57 @@ def build_arguments(config: RecipeConfig, prompt_data: Path, output: Path, lengt
     return args + switches + list(o.extra_args)
 
 
+def launch_problems(config: RecipeConfig) -> list[str]:
+    """What OpenRLHF 0.11.2 (and the DeepSpeed it runs) would assert at launch from the
+    arguments alone, each naming the keys to change; empty when it starts.
+
+    From `openrlhf/cli/train_ppo_ray.py` (`train` and its argument checks) and DeepSpeed's
+    batch check (`deepspeed/runtime/config.py::_batch_assertion`, run by the actor's and the
+    reference's engines): with `--train.colocate_all` the vLLM engines take exactly the
+    actor's GPUs; the rollout's sample batches cover every actor rank; DeepSpeed's training
+    batch is a whole number of micro-batches on every rank."""
+    o, g = config.openrlhf, config.grpo
+    actor_gpus = o.num_nodes * o.num_gpus_per_node
+    engine_gpus = o.vllm_num_engines * o.vllm_tensor_parallel_size
+    problems = []
+    if o.colocate_all and actor_gpus != engine_gpus:
+        problems.append(
+            f"with openrlhf.colocate_all the vLLM engines share the actor's GPUs exactly: openrlhf.num_nodes × "
+            f"openrlhf.num_gpus_per_node = {o.num_nodes} × {o.num_gpus_per_node} = {actor_gpus} must equal "
+            f"openrlhf.vllm_num_engines × openrlhf.vllm_tensor_parallel_size = {o.vllm_num_engines} × "
+            f"{o.vllm_tensor_parallel_size} = {engine_gpus} (e.g. openrlhf.vllm_num_engines="
+            f"{max(1, actor_gpus // o.vllm_tensor_parallel_size)})"
+        )
+    batches = g.group_size * g.prompts_per_step // o.micro_rollout_batch_size
+    if batches < actor_gpus:
+        problems.append(
+            f"grpo.prompts_per_step × grpo.group_size / openrlhf.micro_rollout_batch_size = {batches} sample batches "
+            f"a step, fewer than the {actor_gpus} actor ranks: lower openrlhf.micro_rollout_batch_size or raise "
+            "grpo.prompts_per_step"
+        )
+    train_batch = g.prompts_per_step * g.group_size // g.mini_batches
+    per_step = o.micro_train_batch_size * actor_gpus
+    if train_batch % per_step:
+        problems.append(
+            f"DeepSpeed trains {train_batch} samples an update (grpo.prompts_per_step × grpo.group_size / "
+            f"grpo.mini_batches) in micro-batches of openrlhf.micro_train_batch_size {o.micro_train_batch_size} on "
+            f"each of {actor_gpus} ranks: {train_batch} is not a multiple of {per_step}"
+        )
+    return problems
+
+
+def check_launch(config: RecipeConfig) -> None:
+    """Refuse, before anything starts, a config OpenRLHF would stop at its launch checks."""
+    problems = launch_problems(config)
+    if problems:
+        raise ValueError("OpenRLHF would refuse to start: " + "; ".join(problems))
+
+
 def prepare(config: RecipeConfig, python: str = sys.executable) -> OpenRLHFJob:
-    """Check the config, export the prompts, save the run's scorer config and build the
-    command (writes only under the output folder)."""
+    """Check the config (its keys and OpenRLHF's launch arithmetic), export the prompts,
+    save the run's scorer config and build the command (writes only under the output folder)."""
     check_keys(config, "openrlhf", "sc_grpo")
+    check_launch(config)
     notes = [note for note in [check_max_pixels(config)] if note]
     output = Path(config.grpo.output or Path(config.run_dir) / "sc_grpo")
     output.mkdir(parents=True, exist_ok=True)

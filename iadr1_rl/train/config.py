@@ -159,7 +159,9 @@ class EvalConfig(Section):
 class OpenRLHFConfig(Section):
     num_nodes: int = Field(1, ge=1)
     num_gpus_per_node: int = Field(4, ge=1)
-    vllm_num_engines: int = Field(2, ge=1)
+    vllm_num_engines: int = Field(
+        4, ge=1, description="with colocate_all: num_nodes × num_gpus_per_node / vllm_tensor_parallel_size"
+    )
     vllm_tensor_parallel_size: int = Field(1, ge=1)
     vllm_gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
     colocate_all: bool = True

@@ -175,3 +175,26 @@ def test_the_plan_counts_what_the_engine_is_told(tiny_model_dir, synthetic_recor
     config.rollout.kv_cache_gib = 3.0
     rollout = plan_memory(config, "sc_grpo").actors[-1]
     assert rollout.parts["kv_cache"] == 3 * 2**30 and "vllm_share" not in rollout.parts
+
+
+def test_the_evaluation_generates_in_an_actor_what_hf_generates_here(one_gpu_ray, tiny_model_dir, synthetic_records):
+    """After training, the evaluation's generation runs in a Ray actor placed as the
+    training was (`evaluation_placement`), greedy: the texts HF gives in this process."""
+    from iadr1_rl.backends.evaluation import EvalPlan
+    from iadr1_rl.backends.local.evaluation_actor import ActorGenerator
+    from iadr1_rl.data.records import load_records
+    from iadr1_rl.models.generation import generate_texts
+    from iadr1_rl.models.loading import load_vlm
+
+    records = load_records(synthetic_records)[:3]
+    plan = EvalPlan(str(synthetic_records), "train", 0, 3, 12, "float32", None, resources={"num_cpus": 0.5})
+    generator = ActorGenerator(plan, tiny_model_dir)
+    try:
+        texts = generator(records)
+        assert generator.where == {"engine": "hf", "device": "cpu"}
+        pid = ray.get(generator.actor.__ray_call__.remote(lambda actor: os.getpid()))
+        assert pid != os.getpid()
+    finally:
+        generator.close()
+    model, processor = load_vlm(tiny_model_dir)
+    assert texts == generate_texts(model, processor, records, "train", plan.sampling)

@@ -115,6 +115,8 @@ def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, syn
     grpo = run_grpo(config, progress=False)
     assert grpo["steps"] == 4 and grpo["mean_reward_start"] is not None
     assert grpo["scorer"]["digest"] == grpo["eval"]["scorer"]["digest"] == digest
+    # Each evaluation generated in an actor placed as the training was (here: the CPU), not on the driver.
+    assert sft["eval"]["generated_with"] == grpo["eval"]["generated_with"] == {"engine": "hf", "device": "cpu"}
     assert json.loads((tmp_path / "grpo" / "eval" / "eval.json").read_text())["scorer"]["digest"] == digest
     assert grpo["reward_fitted_rise"]["n"] == grpo["normalised_reward_fitted_rise"]["n"] == 4
     after_grpo = weights(tmp_path / "grpo" / "final")

@@ -35,10 +35,15 @@ class RolloutActor:
             engine, model_path=model_path, dtype=dtype, max_pixels=max_pixels, device=device, **(engine_options or {})
         )
         self.weights = WeightReceiver()
+        self.engine_name, self.device = engine, device
         logger.info("RolloutActor (%s engine) loaded %s on %s (pid %d)", engine, model_path, device, os.getpid())
 
     def ready(self) -> bool:
         return True
+
+    def describe(self) -> dict[str, str]:
+        """Its engine and the device it computes on."""
+        return {"engine": self.engine_name, "device": self.device}
 
     def peak_memory(self) -> float | None:
         """Bytes at the peak since the last call (the driver asks once per step)."""

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
     run.add_argument("--max-new-tokens", type=int, default=512, help="longest answer generated")
     run.add_argument("--dtype", default="float32", help="model dtype: float32, bfloat16, float16")
-    run.add_argument("--device", default="cpu", help="torch device (hf backend): cpu, cuda, cuda:1, …")
+    run.add_argument("--device", default="cpu", help="torch device of either backend: cpu, cuda, cuda:1, …")
     run.add_argument(
         "--backend",
         choices=("hf", "vllm"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..data.converters import from_mmad
@@ -57,6 +57,9 @@ def _batches(records: list[Record], size: int) -> Iterator[list[Record]]:
         yield records[start : start + size]
 
 
+Generate = Callable[[list[Record]], list[str]]
+
+
 def run_generation(
     model_dir: str | Path,
     records: list[Record],
@@ -68,8 +71,11 @@ def run_generation(
     device: str = "cpu",
     backend: str = "hf",
     progress: bool = True,
+    generate: Generate | None = None,
 ) -> int:
-    """Generate for the records not yet in `out`; returns how many were generated now."""
+    """Generate for the records not yet in `out`; returns how many were generated now.
+    `generate` (a batch of records to one completion each) replaces the `backend` on
+    `device` of this process (a training run's evaluation generates in a Ray actor)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = finished_ids(out)
@@ -78,10 +84,12 @@ def run_generation(
         logger.info("resuming: %d of %d already in %s", len(done), len(records), out)
     if not todo:
         return 0
-    if backend == "vllm":
+    if generate is not None:
+        pass
+    elif backend == "vllm":
         from .vllm_backend import VLLMGenerator
 
-        generate = VLLMGenerator(model_dir, family, sampling, dtype).generate
+        generate = VLLMGenerator(model_dir, family, sampling, dtype, device=device).generate
     elif backend == "hf":
         from ..models.loading import load_vlm
 

@@ -14,12 +14,18 @@ from ..rollout import sample_seeds
 
 class VLLMGenerator:
     def __init__(
-        self, model_dir: str | Path, family: str, sampling: SamplingConfig, dtype: str = "bfloat16", engine=None
+        self,
+        model_dir: str | Path,
+        family: str,
+        sampling: SamplingConfig,
+        dtype: str = "bfloat16",
+        engine=None,
+        device: str = "cpu",
     ) -> None:
         from ..rollout.vllm import VLLMEngine
 
         # One engine per process: vLLM keeps process-wide state that a second one disturbs.
-        self.engine = engine or VLLMEngine(str(model_dir), dtype=dtype, images_per_prompt=2)
+        self.engine = engine or VLLMEngine(str(model_dir), dtype=dtype, images_per_prompt=2, device=device)
         self.family = family
         self.sampling = sampling
 

@@ -27,6 +27,7 @@ from ...train.precision import check_precision
 from ..evaluation import EvalPlan
 from ..keys import check_keys
 from ..training_records import training_records
+from .evaluation_actor import evaluation_placement
 
 logger = logging.getLogger(__name__)
 
@@ -263,6 +264,8 @@ def run_plan(config: RecipeConfig, stage: str, out: Path, steps: int) -> RunPlan
             max_new_tokens=config.eval.max_new_tokens,
             dtype=config.model.dtype,
             backbone=config.backbone,
+            torch_threads=config.resources.torch_threads,
+            **evaluation_placement(config, stage),
         )
     identity = {key: config.plain(key) for key in IDENTITY_KEYS[stage]}
     return RunPlan(

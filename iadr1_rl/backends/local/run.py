@@ -24,6 +24,7 @@ from ...train.checkpoint import check_same_run, latest_checkpoint, publish, publ
 from ...train.config import RecipeConfig, save_config
 from ...train.run_log import RunLogger
 from ..evaluation import SCORER_FILE, evaluate, run_scorer
+from .evaluation_actor import ActorGenerator
 from .plan import RunPlan
 
 logger = logging.getLogger(__name__)
@@ -82,8 +83,19 @@ class Run:
         save(str(staging))
         return publish_folder(staging, self.final)
 
+    def evaluate(self, progress: bool) -> dict:
+        """The evaluation of `final/`, generated in an actor where the training ran (the
+        training actors are released by now), scored here with the run's scorer."""
+        generator = ActorGenerator(self.plan.eval, self.final)
+        try:
+            report = evaluate(self.plan.eval, self.final, self.out / "eval", self.scorer, progress, generator)
+        finally:
+            generator.close()
+        return {**report, "generated_with": generator.where}
+
     def finish(self, curves: list[str], title: str, extra: dict[str, Any], run_eval: bool, progress: bool) -> dict:
-        """Curves, the evaluation of `final/` with the run's scorer, and `summary.json`."""
+        """Curves, the evaluation of `final/` with the run's scorer, and `summary.json`
+        (Ray is still up: the evaluation generates in an actor)."""
         self.log.plot(curves, self.out / "curves.png", title=title)
         self.log.close()
         summary = {
@@ -94,6 +106,6 @@ class Run:
             "scorer": {**self.scorer.describe(), "config": str(self.out / SCORER_FILE)},
         }
         if run_eval and self.plan.eval is not None:
-            summary["eval"] = evaluate(self.plan.eval, self.final, self.out / "eval", self.scorer, progress)
+            summary["eval"] = self.evaluate(progress)
         write_json(summary, self.out / "summary.json")
         return summary

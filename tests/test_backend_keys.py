@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from iadr1_rl.backends import openrlhf
-from iadr1_rl.backends.keys import LOCAL, OPENRLHF, check_keys, markdown, table
+from iadr1_rl.backends.keys import LOCAL, OPENRLHF, check_keys, markdown, table, unapplied_keys
 from iadr1_rl.backends.local.plan import GRPOPlan, SFTPlan
 from iadr1_rl.train.config import config_keys, load_config
 
@@ -149,7 +149,7 @@ def alternatives(inputs: dict) -> dict[str, object]:
         "eval.max_new_tokens": 16,
         "openrlhf.num_nodes": 2,
         "openrlhf.num_gpus_per_node": 8,
-        "openrlhf.vllm_num_engines": 4,
+        "openrlhf.vllm_num_engines": 2,
         "openrlhf.vllm_tensor_parallel_size": 2,
         "openrlhf.vllm_gpu_memory_utilization": 0.4,
         "openrlhf.colocate_all": False,
@@ -234,6 +234,26 @@ def test_every_shipped_config_runs_or_is_refused_on_each_backend(path, inputs):
                 check_keys(config, backend, "sc_grpo")
             continue
         OBSERVE[backend](config)
+
+
+def test_a_key_set_that_the_backend_does_not_apply_is_named_once(caplog):
+    """rollout.* on the OpenRLHF backend (its engines take openrlhf.*), openrlhf.* on the local
+    one: one warning each, saying what the backend uses instead; defaults and the other
+    recipe's keys say nothing."""
+    import logging
+
+    config = load_config(None, ["rollout.kv_cache_gib=2", "sft.lr=1e-4", "model.dtype=bfloat16"])
+    lines = unapplied_keys(config, "openrlhf", "sc_grpo")
+    assert lines == [
+        "rollout.kv_cache_gib=2.0 is not applied by the openrlhf backend: OpenRLHF's vLLM settings are "
+        "openrlhf.* (openrlhf.vllm_gpu_memory_utilization)"
+    ]
+    assert unapplied_keys(config, "local", "sc_grpo") == []  # all three apply there (sft.lr to PA-SFT only)
+    local = unapplied_keys(load_config(None, ["openrlhf.zero_stage=3"]), "local", "pa_sft")
+    assert len(local) == 1 and "openrlhf.zero_stage=3" in local[0] and "resources.*" in local[0]
+    with caplog.at_level(logging.WARNING, logger="iadr1_rl.backends.keys"):
+        check_keys(config, "openrlhf", "sc_grpo")
+    assert [r.getMessage() for r in caplog.records] == lines
 
 
 def test_the_docs_show_the_table_of_the_code():

@@ -9,11 +9,14 @@ honoured key changes what the backend does, a key that does not apply changes no
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..train.config import RecipeConfig, config_keys
+
+logger = logging.getLogger(__name__)
 
 Refusal = Callable[[Any, RecipeConfig], str | None]
 
@@ -39,7 +42,23 @@ def _mini_batches_divide(value: int, config: RecipeConfig) -> str | None:
     samples = config.grpo.prompts_per_step * config.grpo.group_size
     if samples % value:
         return f"{samples} samples a step (prompts_per_step × group_size) do not split into {value} mini-batches"
-    return None
+    return _openrlhf_launch("grpo.mini_batches")(value, config)
+
+
+def _openrlhf_launch(key: str) -> Refusal:
+    """OpenRLHF's launch arithmetic (`openrlhf.launch_problems`), where it involves `key`."""
+
+    def refuse(value: Any, config: RecipeConfig) -> str | None:
+        from .openrlhf import launch_problems
+
+        mine = [problem for problem in launch_problems(config) if key in problem]
+        return "OpenRLHF would refuse to start: " + "; ".join(mine) if mine else None
+
+    return refuse
+
+
+def launch_key(how: str, key: str) -> Handling:
+    return Handling(how, refuse=_openrlhf_launch(key))
 
 
 SFT_ONLY = "PA-SFT runs on the local backend (recipes/pa_sft.py), never in the OpenRLHF job"
@@ -48,7 +67,9 @@ NO_EVAL = (
     "the OpenRLHF job does not evaluate; the dry run prints the `iadr1-eval` line that evaluates its final "
     "checkpoint with the run's scorer"
 )
-OPENRLHF_ONLY = "read by the OpenRLHF backend only"
+OPENRLHF_ONLY = (
+    "read by the OpenRLHF backend only; the local backend places its actors by resources.* and samples with rollout.*"
+)
 
 LOCAL: dict[str, Handling] = {
     "run_dir": Handling("output folder of a stage whose output is not set"),
@@ -157,8 +178,8 @@ OPENRLHF: dict[str, Handling] = {
     "grpo.output": Handling("--ckpt.path, --ckpt.output_dir, the exported prompts, scorer.json"),
     "grpo.init": Handling("--actor.model_name_or_path (the reference model too)"),
     "grpo.steps": Handling("--train.num_episodes × --data.max_samples: the same number of rollout steps"),
-    "grpo.prompts_per_step": Handling("--rollout.batch_size"),
-    "grpo.group_size": Handling("--rollout.n_samples_per_prompt"),
+    "grpo.prompts_per_step": launch_key("--rollout.batch_size", "grpo.prompts_per_step"),
+    "grpo.group_size": launch_key("--rollout.n_samples_per_prompt", "grpo.group_size"),
     "grpo.ppo_epochs": Handling("--train.max_epochs"),
     "grpo.mini_batches": Handling(
         "--train.batch_size = prompts_per_step × group_size / mini_batches", refuse=_mini_batches_divide
@@ -209,15 +230,21 @@ OPENRLHF: dict[str, Handling] = {
     "checkpoint.keep": Handling("--ckpt.max_num (0: every checkpoint)"),
     "eval.batch_size": na(NO_EVAL),
     "eval.max_new_tokens": na(NO_EVAL),
-    "openrlhf.num_nodes": Handling("--actor.num_nodes, --ref.num_nodes"),
-    "openrlhf.num_gpus_per_node": Handling("--actor.num_gpus_per_node, --ref.num_gpus_per_node"),
-    "openrlhf.vllm_num_engines": Handling("--vllm.num_engines"),
-    "openrlhf.vllm_tensor_parallel_size": Handling("--vllm.tensor_parallel_size"),
+    "openrlhf.num_nodes": launch_key("--actor.num_nodes, --ref.num_nodes", "openrlhf.num_nodes"),
+    "openrlhf.num_gpus_per_node": launch_key(
+        "--actor.num_gpus_per_node, --ref.num_gpus_per_node", "openrlhf.num_gpus_per_node"
+    ),
+    "openrlhf.vllm_num_engines": launch_key("--vllm.num_engines", "openrlhf.vllm_num_engines"),
+    "openrlhf.vllm_tensor_parallel_size": launch_key(
+        "--vllm.tensor_parallel_size", "openrlhf.vllm_tensor_parallel_size"
+    ),
     "openrlhf.vllm_gpu_memory_utilization": Handling("--vllm.gpu_memory_utilization"),
-    "openrlhf.colocate_all": Handling("--train.colocate_all with --vllm.enable_sleep and --ds.enable_sleep"),
+    "openrlhf.colocate_all": launch_key(
+        "--train.colocate_all with --vllm.enable_sleep and --ds.enable_sleep", "openrlhf.colocate_all"
+    ),
     "openrlhf.zero_stage": Handling("--ds.zero_stage"),
-    "openrlhf.micro_train_batch_size": Handling("--train.micro_batch_size"),
-    "openrlhf.micro_rollout_batch_size": Handling("--rollout.micro_batch_size"),
+    "openrlhf.micro_train_batch_size": launch_key("--train.micro_batch_size", "openrlhf.micro_train_batch_size"),
+    "openrlhf.micro_rollout_batch_size": launch_key("--rollout.micro_batch_size", "openrlhf.micro_rollout_batch_size"),
     "openrlhf.reward": Handling("--reward.remote_url: our reward file, or a reward server's URL"),
     "openrlhf.max_len": Handling("--data.max_len"),
     "openrlhf.extra_args": Handling("appended to the command as given"),
@@ -232,17 +259,35 @@ def _stage(key: str) -> str | None:
     return next((stage for prefix, stage in STAGE_OF.items() if key.startswith(prefix)), None)
 
 
+def unapplied_keys(config: RecipeConfig, backend: str, stage: str) -> list[str]:
+    """One line per key set away from its default that `backend` does not apply for `stage`,
+    with what it uses instead (a config written for both backends sets some of each)."""
+    defaults = RecipeConfig()
+    lines = []
+    for key, handling in BACKENDS[backend].items():
+        if handling.applies or _stage(key) not in (None, stage):
+            continue
+        value = config.plain(key)
+        if value != defaults.plain(key):
+            lines.append(f"{key}={value!r} is not applied by the {backend} backend: {handling.how}")
+    return lines
+
+
 def check_keys(config: RecipeConfig, backend: str, stage: str) -> None:
-    """Refuse, naming every key, the values `backend` cannot honour for `stage`."""
-    problems = []
+    """Refuse, naming every key, the values `backend` cannot honour for `stage`; warn, one
+    line each, of the keys set away from their defaults that it does not apply."""
+    for line in unapplied_keys(config, backend, stage):
+        logger.warning("%s", line)
+    problems: dict[str, list[str]] = {}  # message → the keys it concerns (a rule across keys: once)
     for key, handling in BACKENDS[backend].items():
         if handling.refuse is None or _stage(key) not in (None, stage):
             continue
         message = handling.refuse(config.get(key), config)
         if message:
-            problems.append(f"{key}={config.get(key)!r}: {message}")
+            problems.setdefault(message, []).append(f"{key}={config.get(key)!r}")
     if problems:
-        raise ValueError(f"the {backend} backend cannot run this config: " + "; ".join(problems))
+        text = "; ".join(f"{', '.join(keys)}: {message}" for message, keys in problems.items())
+        raise ValueError(f"the {backend} backend cannot run this config: {text}")
 
 
 def table() -> list[tuple[str, str, str]]:

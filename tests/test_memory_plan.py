@@ -26,21 +26,33 @@ BACKBONE_CONFIGS = sorted(p for p in (ROOT / "recipes" / "configs").glob("*.yaml
 
 @pytest.mark.parametrize("path", BACKBONE_CONFIGS, ids=lambda p: p.stem)
 def test_the_dry_run_plans_every_shipped_backbone_and_each_fits_its_gpu(path, capsys):
-    """PA-SFT (local, DeepSpeed ranks) fits every backbone's GPU; SC-GRPO fits where the
-    config runs it locally, and where it runs on OpenRLHF the local plan says why not."""
+    """PA-SFT and SC-GRPO both fit every backbone's GPUs on the local backend: the 2B/3B
+    policies one rank on one 80 GB GPU, the 7B/8B ones ZeRO-3 ranks on an 8-GPU node."""
     config = load_config(path)
     assert config.memory.device_gib == 80  # the GPU the config is written for
     assert dry_run(config, "pa_sft") == 0
     out = capsys.readouterr().out
     assert f"from the published config of {BACKBONES[config.backbone][0]}" in out
     assert "  policy rank 0: " in out and "DOES NOT FIT" not in out and ": fits" in out
-    code = dry_run(config, "sc_grpo")
+    assert dry_run(config, "sc_grpo") == 0
     out, err = capsys.readouterr()
-    assert all(f"  {actor}: " in out for actor in ("policy", "reference", "rollout")), out
-    if config.resources.backend == "local":
-        assert code == 0 and "DOES NOT FIT" not in out and out.count(": fits") == 3
-    else:
-        assert code == 2 and "run SC-GRPO on the OpenRLHF backend" in err
+    assert "DOES NOT FIT" not in out and not err, err
+    gpus = config.grpo.world_size + config.resources.num_reference_workers + config.resources.num_rollout_workers
+    assert out.count(": fits") == gpus and f"GPUs: {gpus}" in out
+    if config.grpo.world_size == 1:
+        assert "  policy: " in out  # one rank, one GPU
+
+
+def test_a_config_asked_onto_fewer_gpus_than_it_needs_is_refused_naming_keys(capsys):
+    config = load_config(ROOT / "recipes" / "configs" / "qwen2_vl_2b.yaml", ["memory.gpus_per_node=2"])
+    assert dry_run(config, "sc_grpo") == 2
+    err = capsys.readouterr().err
+    assert "the actors need 3 GPUs and a node has 2 (memory.gpus_per_node)" in err
+    assert "resources.num_rollout_workers" in err and "fractional resources.<actor>.num_gpus" in err
+    with pytest.raises(MemoryPlanError, match="need 3 GPUs"):
+        from iadr1_rl.memory.plan import check_memory
+
+        check_memory(config, "sc_grpo")
 
 
 def test_parameters_are_counted_exactly_from_the_config(tiny_model_dir):

@@ -69,23 +69,27 @@ def gpu_plan(tiny_model_dir, synthetic_records, *extra: str) -> GRPOPlan:
     return GRPOPlan.from_config(load_config(None, [*base, *shares, *extra]))
 
 
+class FakePlacement:
+    """Stands in for `ray_env.Placement`: makes handles that record their creation and readiness."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def remote(self, cls, name):
+        def create(**kwargs):
+            self.events.append(f"create {cls.__name__}")
+            return types.SimpleNamespace(ready=types.SimpleNamespace(remote=lambda: f"ready {cls.__name__}"))
+
+        return types.SimpleNamespace(remote=create)
+
+
 def test_rollout_workers_on_a_gpu_are_ready_before_the_policy_and_reference_load(
     tiny_model_dir, synthetic_records, monkeypatch
 ):
     events: list[str] = []
-
-    class Handle:
-        def __init__(self, name: str) -> None:
-            self.name = name
-            self.ready = types.SimpleNamespace(remote=lambda: f"ready {name}")
-
-    def fake_remote(cls, resources):
-        return types.SimpleNamespace(remote=lambda **kwargs: (events.append(f"create {cls.__name__}"), Handle(cls))[1])
-
-    monkeypatch.setattr(actor_groups.ray_env, "remote", fake_remote)
     monkeypatch.setattr(actor_groups.ray, "get", lambda refs: events.extend(refs))
     plan = gpu_plan(tiny_model_dir, synthetic_records, "resources.num_rollout_workers=2", "rollout.sleep=true")
-    actors = actor_groups.GRPOActors.start(plan, str(tiny_model_dir))
+    actors = actor_groups.GRPOActors.start(plan, str(tiny_model_dir), FakePlacement(events))
     assert len(actors.rollouts) == 2
     created_policy = events.index("create PolicyActor")
     assert events.count("create RolloutActor") == 2
@@ -96,21 +100,41 @@ def test_rollout_workers_on_a_gpu_are_ready_before_the_policy_and_reference_load
 def test_a_failed_start_kills_the_actors_already_started(tiny_model_dir, synthetic_records, monkeypatch):
     killed = []
 
-    def fake_remote(cls, resources):
-        return types.SimpleNamespace(
-            remote=lambda **kwargs: types.SimpleNamespace(ready=types.SimpleNamespace(remote=lambda: cls.__name__))
-        )
-
     def fake_get(refs):
-        if "PolicyActor" in refs:
+        if "ready PolicyActor" in refs:
             raise RuntimeError("the policy could not start")
 
-    monkeypatch.setattr(actor_groups.ray_env, "remote", fake_remote)
     monkeypatch.setattr(actor_groups.ray, "get", fake_get)
     monkeypatch.setattr(actor_groups.ray, "kill", killed.append)
     with pytest.raises(RuntimeError, match="could not start"):
-        actor_groups.GRPOActors.start(gpu_plan(tiny_model_dir, synthetic_records), str(tiny_model_dir))
+        actor_groups.GRPOActors.start(
+            gpu_plan(tiny_model_dir, synthetic_records), str(tiny_model_dir), FakePlacement([])
+        )
     assert len(killed) == 3  # the rollout worker, the policy and the reference
+
+
+def test_ray_places_the_actors_where_the_plan_did(one_gpu_ray, tiny_model_dir, synthetic_records):
+    """Fractional GPU shares packed as the memory plan packed them: a placement group of its
+    devices, each actor in its device's bundle."""
+    plan = gpu_plan(tiny_model_dir, synthetic_records)
+    resources = {**plan.resources, "reference": {"num_cpus": 0.2, "num_gpus": 0.0}}
+    devices = plan.memory.devices
+    assert [d.device for d in devices] == ["GPU 0"] and plan.memory.gpu_count == 1
+    placement = ray_env.Placement.create(plan.memory, resources)
+
+    class Probe:
+        def where(self) -> tuple[str, str | None]:
+            return assigned_device(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+    try:
+        bundles, _ = ray_env.placement_bundles(devices, plan.resources)
+        assert bundles == [{"CPU": 1.0 + 0.5 + 0.5, "GPU": 1}]
+        probes = [placement.remote(Probe, name).remote() for name in ("policy", "rollout")]
+        assert ray.get([p.where.remote() for p in probes]) == [("cuda:0", "0"), ("cuda:0", "0")]
+        for probe in probes:
+            ray.kill(probe)
+    finally:
+        placement.remove()
 
 
 class FakeLLM:

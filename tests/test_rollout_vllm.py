@@ -176,6 +176,21 @@ def test_sc_grpo_with_vllm_trains_logs_the_gap_and_resumes_after_sigkill(tmp_pat
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
 
 
+def test_sc_grpo_on_two_zero3_ranks_syncs_gathered_weights_into_vllm(tmp_path, formatted_model, synthetic_records):
+    """The policy as two DeepSpeed ZeRO-3 ranks (gloo): every bucket of every sync is gathered
+    from the shards and sent by rank 0; the engine's log-probs stay the policy's every step."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    base = grpo_overrides(tmp_path, formatted_model, synthetic_records)
+    ranks = ["grpo.strategy=deepspeed", "grpo.zero_stage=3", "grpo.world_size=2", "grpo.steps=2"]
+    done = subprocess.run(recipe(*base, *ranks), env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        assert row["rollout_logprob_gap"] <= 1e-3, row
+
+
 def test_the_evaluation_backend_generates_greedily_as_hf_does(engine, formatted_model, records):
     """`iadr1-eval run --backend vllm` is the same engine, greedy: the texts HF's greedy
     `generate` gives (float32: the same logits, so the same arg-maxes)."""

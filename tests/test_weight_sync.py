@@ -65,7 +65,8 @@ def test_a_sync_that_does_not_happen_stops_the_run(ray_session, tiny_model_dir):
     """Through real Ray actors: a rollout worker that drops the weights it is sent holds the
     old version; the driver's sync raises instead of sampling from stale weights."""
     from iadr1_rl.actors import PolicyActor, RolloutActor
-    from iadr1_rl.backends.local.actor_groups import GRPOActors
+    from iadr1_rl.backends.local.actor_groups import GRPOActors, PolicyGroup
+    from iadr1_rl.backends.local.plan import RanksPlan
 
     class DroppingRollout(RolloutActor):
         def load_weights(self, bucket):
@@ -74,7 +75,7 @@ def test_a_sync_that_does_not_happen_stops_the_run(ray_session, tiny_model_dir):
     policy = ray.remote(PolicyActor).remote(str(tiny_model_dir))
     good = ray.remote(RolloutActor).remote(str(tiny_model_dir))
     dropping = ray.remote(DroppingRollout).remote(str(tiny_model_dir))
-    actors = GRPOActors(policy, policy, [good, dropping])
+    actors = GRPOActors(PolicyGroup(RanksPlan("none", 1, 2, False), [policy]), [], [good, dropping])
     try:
         with pytest.raises(
             WeightSyncError, match=r"weight sync 1 did not reach rollout worker\(s\) \[1\] \(they hold \[0\]\)"
@@ -83,4 +84,32 @@ def test_a_sync_that_does_not_happen_stops_the_run(ray_session, tiny_model_dir):
         assert ray.get(good.peak_memory.remote()) is not None
     finally:
         for actor in (policy, good, dropping):
+            ray.kill(actor)
+
+
+def test_a_sync_an_engine_never_answers_ends_within_its_bound(ray_session, tiny_model_dir):
+    """A rollout worker that never returns from a bucket (a hung engine): the sync ends within
+    rollout.sync_timeout_s with an error naming it, instead of hanging the run."""
+    import time
+
+    from iadr1_rl.actors import PolicyActor, RolloutActor
+    from iadr1_rl.backends.local.actor_groups import GRPOActors, PolicyGroup
+    from iadr1_rl.backends.local.plan import RanksPlan
+
+    class HungRollout(RolloutActor):
+        def load_weights(self, bucket):
+            time.sleep(3600)
+
+    policy = ray.remote(PolicyActor).remote(str(tiny_model_dir))
+    hung = ray.remote(HungRollout).remote(str(tiny_model_dir))
+    actors = GRPOActors(PolicyGroup(RanksPlan("none", 1, 2, False), [policy]), [], [hung])
+    try:
+        ray.get([policy.ready.remote(), hung.ready.remote()])
+        started = time.monotonic()
+        late = r"rollout worker 0 did not answer within rollout\.sync_timeout_s=3 s"
+        with pytest.raises(WeightSyncError, match=late):
+            actors.sync_weights(bucket_bytes=1_000_000, timeout_s=3)
+        assert time.monotonic() - started < 30
+    finally:
+        for actor in (policy, hung):
             ray.kill(actor)

@@ -76,12 +76,19 @@ class ModelActor:
         forward passes of at most `logprob_tokens` padded tokens."""
         out: list[list[float]] = [[] for _ in samples]
         lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
-        for part in token_budget_batches(lengths, self.logprob_tokens, "memory.logprob_tokens"):
+        parts = token_budget_batches(lengths, self.logprob_tokens, "memory.logprob_tokens")
+        for part, weight in self.micro_batches(parts):
             chosen = [samples[i] for i in part]
             flat = response_logprobs(self.model, self.batch(chosen), temperature, self.suppressed).tolist()
-            for i, values in zip(part, split_by_response(flat, chosen)):
-                out[i] = values
+            if weight:  # a filler forward only keeps a sharded model's ranks in step
+                for i, values in zip(part, split_by_response(flat, chosen)):
+                    out[i] = values
         return out
+
+    def micro_batches(self, parts: list[list[int]]) -> list[tuple[list[int], float]]:
+        """The forward passes to run, (sample indices, weight): these parts, each once (a
+        policy rank runs as many as its group's other ranks)."""
+        return [(part, 1.0) for part in parts]
 
 
 def split_by_response(flat: Sequence[float], samples: Sequence[Sample]) -> list[list[float]]:

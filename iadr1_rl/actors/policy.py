@@ -10,11 +10,11 @@ import torch
 
 from ..data.records import Record
 from ..models.encoding import encode_prompts
-from ..rollout.weight_sync import DEFAULT_BUCKET_BYTES, WeightBucket, WeightSender
+from ..rollout.weight_sync import DEFAULT_BUCKET_BYTES, WeightBucket, WeightSender, checkpoint_named_parameters
 from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
 from ..train.engine import OptimizerSettings, TrainEngine, build_engine
 from ..train.losses import GRPO_SUMS, PPOSettings, grpo_loss, sft_loss
-from ..train.micro_batches import TokenBudgetError, split_evenly, token_budget_batches
+from ..train.micro_batches import split_evenly, token_budget_batches
 from ..train.precision import SIXTEEN_BIT
 from ..train.sequences import GRPOBatch, Sample, target_ids
 from .base import ModelActor
@@ -67,13 +67,15 @@ class PolicyActor(ModelActor):
 
         return ray.util.get_node_ip_address(), free_port()
 
-    def join_group(self, spec: DistributedSpec, micro_batches: int = 1) -> int:
+    def join_group(self, spec: DistributedSpec) -> int:
         """Train as rank `spec.rank` of `spec.world_size` (DDP or DeepSpeed); all ranks
         must call it together. Returns the rank."""
-        self._engine = build_engine(
-            self.model, self.optimizer_settings, spec, micro_batches, master_weights=self.master_weights
-        )
+        self._engine = build_engine(self.model, self.optimizer_settings, spec, master_weights=self.master_weights)
         return spec.rank
+
+    def micro_batches(self, parts: list[list[int]]) -> list[tuple[list[int], float]]:
+        """A step's micro-batches, as many as every other rank's (`align_micro_batches`)."""
+        return self.engine.align_micro_batches(parts)
 
     # ------------------------------------------------------------------ steps
     def sft_step(self, records: Sequence[Record], micro_batches: int = 1) -> dict[str, float]:
@@ -84,16 +86,15 @@ class PolicyActor(ModelActor):
         tokenizer = self.processor.tokenizer
         prompts = encode_prompts(self.processor, records, self.family)
         samples = [Sample(p, target_ids(tokenizer, r.response)) for p, r in zip(prompts, records)]
-        parts = self._sft_parts(samples, micro_batches)
-        self.engine.check_micro_batches(len(parts))
+        parts = self.micro_batches(self._sft_parts(samples, micro_batches))
         local_tokens = sum(len(s.response_ids) for s in samples)
         # Every rank needs the step's token count over all ranks to weigh its share.
         step_tokens = all_reduce_sum(float(local_tokens), self.model.device)
         loss_sum = 0.0
         lr = self.engine.lr()
-        for index, part in enumerate(parts):
+        for index, (part, weight) in enumerate(parts):
             chosen = [samples[i] for i in part]
-            tokens = sum(len(s.response_ids) for s in chosen)
+            tokens = sum(len(s.response_ids) for s in chosen) * weight
             with self.engine.accumulating(last=index == len(parts) - 1):
                 logprobs = self.engine.module(self.batch(chosen))
                 loss = sft_loss(logprobs)
@@ -110,38 +111,35 @@ class PolicyActor(ModelActor):
 
     def _sft_parts(self, samples: Sequence[Sample], micro_batches: int) -> list[list[int]]:
         """`micro_batches` even parts (sft.gradient_accumulation) when each fits the token
-        budget; more, grouped by length, where the engine allows a varying count."""
+        budget; more, grouped by length, when not."""
         lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
         even = split_evenly(len(samples), micro_batches)
         if all(len(part) * max(lengths[i] for i in part) <= self.train_tokens for part in even):
             return even
-        if self.engine.fixed_micro_batches:
-            raise TokenBudgetError(
-                f"a micro-batch of {max(len(p) * max(lengths[i] for i in p) for p in even)} padded tokens does not "
-                f"fit memory.train_tokens={self.train_tokens}, and DeepSpeed fixes the number of micro-batches: "
-                "raise sft.gradient_accumulation or memory.train_tokens"
-            )
         return token_budget_batches(lengths, self.train_tokens, "memory.train_tokens")
 
     def grpo_step(self, update: GRPOBatch, ppo: PPOSettings) -> dict[str, float]:
         """One optimiser step of the PPO-clipped objective with the k3 KL penalty, token-mean
-        over the update, accumulated over micro-batches of at most `train_tokens` padded
-        tokens; every log-prob at the rollouts' sampling temperature (as the batch's old and
-        reference log-probs were computed).
+        over the update (over every rank's share of it: `update.normaliser`), accumulated
+        over micro-batches of at most `train_tokens` padded tokens; every log-prob at the
+        rollouts' sampling temperature (as the batch's old and reference log-probs were).
 
         `update.old_logprobs` None means on-policy (one update per rollout batch): the
         sampling policy is the current one, so its log-probs are the current ones, detached.
+        The sums it returns are divided by the normaliser, so that the group adds its
+        ranks' up; a filler share (`update.weight` 0: a rank given no samples) adds nothing.
         """
         self.model.train()
         samples = update.samples
-        total = sum(len(s.response_ids) for s in samples)
+        total = update.normaliser or sum(len(s.response_ids) for s in samples)
         lengths = [len(s.prompt) + len(s.response_ids) for s in samples]
-        parts = token_budget_batches(lengths, self.train_tokens, "memory.train_tokens")
+        parts = self.micro_batches(token_budget_batches(lengths, self.train_tokens, "memory.train_tokens"))
         sums = dict.fromkeys(GRPO_SUMS, 0.0)
         gap = 0.0
         lr = self.engine.lr()
-        for index, part in enumerate(parts):
+        for index, (part, weight) in enumerate(parts):
             chosen = [samples[i] for i in part]
+            weight *= update.weight
             with self.engine.accumulating(last=index == len(parts) - 1):
                 logprobs = self.engine.module(self.batch(chosen), ppo.temperature, self.suppressed)
                 old = logprobs.detach() if update.old_logprobs is None else _flat(update.old_logprobs, part, logprobs)
@@ -151,11 +149,12 @@ class PolicyActor(ModelActor):
                 result = grpo_loss(
                     logprobs, old, ref, advantage.repeat_interleave(lengths_of), ppo.clip, ppo.beta, normaliser=total
                 )
-                self.engine.backward(result.loss, 1.0)
+                self.engine.backward(result.loss * weight, 1.0)
             for key, value in result.sums.items():
-                sums[key] += value
+                sums[key] += value * weight
             if update.sampling_logprobs is not None:
-                gap += (logprobs.detach() - _flat(update.sampling_logprobs, part, logprobs)).abs().sum().item()
+                sampled = _flat(update.sampling_logprobs, part, logprobs)
+                gap += (logprobs.detach() - sampled).abs().sum().item() * weight
         grad_norm = self.engine.step()
         tokens = max(1, total)
         measured = {} if update.sampling_logprobs is None else {"rollout_logprob_gap": gap / tokens}
@@ -181,11 +180,57 @@ class PolicyActor(ModelActor):
             self._sender_bytes = bucket_bytes
         return self._sender.count
 
-    def weight_bucket(self, index: int, version: int) -> WeightBucket:
-        """Bucket `index` of weight sync `version` (`weight_buckets` first)."""
+    def weight_bucket(self, index: int, version: int) -> WeightBucket | None:
+        """Bucket `index` of weight sync `version` (`weight_buckets` first), from rank 0;
+        under ZeRO-3 every rank calls it, to gather the bucket's weights (never the whole
+        model at once), and the others return None."""
         if self._sender is None:
             raise RuntimeError("weight_buckets() lays out the buckets before a sync")
-        return self._sender.bucket(index, version)
+        with self.engine.gathered(self._sender.parameters(index)):
+            return self._sender.bucket(index, version) if self.engine.is_writer() else None
+
+    def state_bytes(self) -> int:
+        """Bytes of the training state this rank holds: its weights (under ZeRO-3 its shard),
+        gradients, master weights and optimizer state, each storage once."""
+        seen: set[int] = set()
+        total = 0
+
+        def add(tensor) -> None:
+            nonlocal total
+            if not isinstance(tensor, torch.Tensor):
+                return
+            storage = tensor.untyped_storage()
+            if storage.nbytes() and storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+
+        for parameter in self.model.parameters():
+            for tensor in (parameter.data, parameter.grad, getattr(parameter, "ds_tensor", None)):
+                add(tensor)
+        if self._engine is not None:
+            optimizer = getattr(
+                self._engine.optimizer, "optimizer", self._engine.optimizer
+            )  # DeepSpeed's wraps torch's
+            for group in optimizer.param_groups:
+                for parameter in group["params"]:
+                    add(parameter)
+                    add(parameter.grad)
+            for state in optimizer.state.values():
+                for value in state.values():
+                    add(value)
+        return total
+
+    def weights_digest(self) -> str:
+        """A hash of the whole model's weights (gathered under ZeRO-3; every rank calls it):
+        ranks that trained on the same steps hold the same."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        parameters = [p for _, p in checkpoint_named_parameters(self.model)]
+        with self.engine.gathered(parameters), torch.no_grad():
+            for parameter in parameters:
+                digest.update(parameter.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     def save_model(self, path: str) -> str:
         """An HF folder (model and processor) that evaluation or the next stage loads

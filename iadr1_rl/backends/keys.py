@@ -61,6 +61,14 @@ def launch_key(how: str, key: str) -> Handling:
     return Handling(how, refuse=_openrlhf_launch(key))
 
 
+# The policy's ranks, the same keys for both stages (`sft.*`, `grpo.*`).
+RANKS = {
+    "strategy": "data parallelism of the policy: none, ddp or deepspeed",
+    "world_size": "policy ranks (each with resources.policy)",
+    "zero_stage": "DeepSpeed ZeRO stage",
+    "offload_optimizer": "DeepSpeed CPU offload of the Adam state and its step",
+}
+
 SFT_ONLY = "PA-SFT runs on the local backend (recipes/pa_sft.py), never in the OpenRLHF job"
 PLACEMENT = "OpenRLHF places its actors by openrlhf.num_nodes, num_gpus_per_node, vllm_* and colocate_all"
 NO_EVAL = (
@@ -101,10 +109,7 @@ LOCAL: dict[str, Handling] = {
         "full-parameter fine-tuning only",
         refuse=_refuse_when(lambda v, c: v, "LoRA is not implemented: the paper found full-parameter PA-SFT better"),
     ),
-    "sft.strategy": Handling("data parallelism: none, ddp or deepspeed"),
-    "sft.world_size": Handling("policy ranks"),
-    "sft.zero_stage": Handling("DeepSpeed ZeRO stage"),
-    "sft.offload_optimizer": Handling("DeepSpeed CPU offload of the Adam state"),
+    **{f"sft.{key}": Handling(how) for key, how in RANKS.items()},
     "grpo.output": Handling("SC-GRPO's output folder"),
     "grpo.init": Handling("the policy's start and the reference model"),
     "grpo.steps": Handling("rollout steps"),
@@ -122,6 +127,7 @@ LOCAL: dict[str, Handling] = {
     "grpo.drop_no_signal": Handling("groups whose rewards are all equal are not trained on"),
     "grpo.grad_clip": Handling("gradient-norm clipping"),
     "grpo.scorer": Handling("the reward, the evaluation and scorer.json beside the run"),
+    **{f"grpo.{key}": Handling(how) for key, how in RANKS.items()},
     "resources.backend": Handling("selects this backend"),
     "resources.policy.num_cpus": Handling("the policy actor's placement"),
     "resources.policy.num_gpus": Handling("the policy actor's placement"),
@@ -130,6 +136,7 @@ LOCAL: dict[str, Handling] = {
     "resources.rollout.num_cpus": Handling("each rollout actor's placement"),
     "resources.rollout.num_gpus": Handling("each rollout actor's placement"),
     "resources.num_rollout_workers": Handling("rollout actors sharing each step's prompts"),
+    "resources.num_reference_workers": Handling("reference actors sharing each step's log-probs"),
     "resources.torch_threads": Handling("torch threads per actor"),
     "resources.ray_address": Handling("the Ray cluster to join"),
     "rollout.engine": Handling(
@@ -141,10 +148,12 @@ LOCAL: dict[str, Handling] = {
     "rollout.enforce_eager": Handling("vllm: no CUDA graphs or compilation (null: CUDA graphs on a GPU, eager on CPU)"),
     "rollout.sleep": Handling("vllm on a GPU: the engine frees its memory while the policy trains"),
     "rollout.max_logprob_gap": Handling("the run stops when the engine's log-probs stray further from the policy's"),
+    "rollout.sync_timeout_s": Handling("a weight sync's bound: an actor that does not answer in it stops the run"),
     "memory.train_tokens": Handling("the policy's micro-batches: the most padded tokens one training forward holds"),
     "memory.logprob_tokens": Handling("the reference's and the old log-probs' forward passes, and the memory plan"),
     "memory.device_gib": Handling("the GPU memory the plan checks GPU actors against (null: this machine's)"),
     "memory.check": Handling("true: a run whose plan does not fit is refused before any model loads"),
+    "memory.gpus_per_node": Handling("the GPUs the plan may place the actors on (null: this machine's)"),
     "checkpoint.every": Handling("steps between checkpoints"),
     "checkpoint.keep": Handling("checkpoints kept (0: all)"),
     "eval.batch_size": Handling("generation batch of the evaluation"),
@@ -196,6 +205,15 @@ OPENRLHF: dict[str, Handling] = {
         "it drops groups whose mean score is 0 or 1, not groups of equal middling rewards (OpenRLHF #1270)"
     ),
     "grpo.grad_clip": Handling("--actor.max_norm"),
+    **{
+        f"grpo.{key}": na(f"OpenRLHF's policy ranks are openrlhf.* ({where})")
+        for key, where in (
+            ("strategy", "DeepSpeed always"),
+            ("world_size", "openrlhf.num_nodes × openrlhf.num_gpus_per_node"),
+            ("zero_stage", "openrlhf.zero_stage"),
+            ("offload_optimizer", "openrlhf.extra_args: --ds.adam_offload"),
+        )
+    },
     "grpo.scorer": Handling("scorer.json beside the run, named by IADR1_SCORER_CONFIG in the job's environment"),
     "resources.backend": Handling("selects this backend"),
     **{
@@ -204,6 +222,7 @@ OPENRLHF: dict[str, Handling] = {
         for unit in ("num_cpus", "num_gpus")
     },
     "resources.num_rollout_workers": na(PLACEMENT),
+    "resources.num_reference_workers": na(PLACEMENT),
     "resources.torch_threads": na("throughput only; OpenRLHF sets its own threads"),
     "resources.ray_address": Handling("RAY_ADDRESS of OpenRLHF's driver"),
     "rollout.engine": na("OpenRLHF always samples with its vLLM engines (openrlhf.vllm_num_engines)"),
@@ -218,6 +237,7 @@ OPENRLHF: dict[str, Handling] = {
         )
     },
     "rollout.max_logprob_gap": na("the OpenRLHF backend does not compare its engines' log-probs with the policy's"),
+    "rollout.sync_timeout_s": na("OpenRLHF syncs its engines itself"),
     **{
         key: na(
             "OpenRLHF's token-budget batches need sample packing, which it refuses for VLMs; its micro-batches "
@@ -225,7 +245,10 @@ OPENRLHF: dict[str, Handling] = {
         )
         for key in ("memory.train_tokens", "memory.logprob_tokens")
     },
-    **{key: na("the memory plan is the local backend's") for key in ("memory.device_gib", "memory.check")},
+    **{
+        key: na("the memory plan is the local backend's")
+        for key in ("memory.device_gib", "memory.check", "memory.gpus_per_node")
+    },
     "checkpoint.every": Handling("--ckpt.save_steps"),
     "checkpoint.keep": Handling("--ckpt.max_num (0: every checkpoint)"),
     "eval.batch_size": na(NO_EVAL),

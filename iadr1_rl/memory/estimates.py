@@ -301,6 +301,7 @@ class DeviceCheck:
     device: str
     capacity: float  # bytes
     actors: list[ActorEstimate]
+    gpus: int = 1  # the GPUs it stands for (0: host memory; more: an actor given several whole GPUs)
 
     @property
     def needed(self) -> float:
@@ -334,6 +335,11 @@ class MemoryPlan:
 
     def fits(self, device: DeviceCheck) -> bool:
         return device.needed <= self.headroom * device.capacity
+
+    @property
+    def gpu_count(self) -> int:
+        """The GPUs the actors are placed on."""
+        return sum(device.gpus for device in self.devices)
 
     def too_full(self) -> list[DeviceCheck]:
         """The devices of known memory that the estimates overfill."""

@@ -10,6 +10,7 @@ or, without it, the GPU of this machine; CPU actors against this machine's memor
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -111,30 +112,19 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
     if stage == "pa_sft":
         sft = config.sft
         per_micro = max(1, sft.batch_size // sft.world_size // sft.gradient_accumulation)
-        shards = _zero_shards(sft.strategy, sft.zero_stage, sft.world_size, sft.offload_optimizer)
-        precision = "deepspeed" if sft.strategy == "deepspeed" else _precision(config)
-        workload = work(per_micro, memory.train_tokens, checkpointing)
-        estimate = policy_estimate(shape, workload, shards, precision, ddp=sft.strategy == "ddp")
-        placed = []
-        for rank in range(sft.world_size):
-            named = ActorEstimate(f"policy rank {rank}", dict(estimate.parts))
-            placed.append(PlacedActor(named, config.resources.policy.num_gpus))
+        placed = _policy_ranks(config, sft, shape, work(per_micro, memory.train_tokens, checkpointing))
     else:
         grpo = config.grpo
         samples = grpo.prompts_per_step * grpo.group_size
+        per_rank = max(1, samples // grpo.mini_batches // grpo.world_size)
+        placed = _policy_ranks(config, grpo, shape, work(per_rank, memory.train_tokens, checkpointing))
+        references = config.resources.num_reference_workers
+        reference = forward_estimate(shape, work(-(-samples // references), memory.logprob_tokens))
+        placed += _workers(reference, "reference", references, config.resources.reference.num_gpus)
         workers = config.resources.num_rollout_workers
-        policy_work = work(samples // grpo.mini_batches, memory.train_tokens, checkpointing)
-        policy = policy_estimate(shape, policy_work, precision=_precision(config))
-        reference = forward_estimate(shape, work(samples, memory.logprob_tokens))
         per_worker = -(-grpo.prompts_per_step // workers) * grpo.group_size
         rollout = _rollout_estimate(config, shape, work(per_worker, memory.logprob_tokens))
-        placed = [
-            PlacedActor(policy, config.resources.policy.num_gpus),
-            PlacedActor(reference, config.resources.reference.num_gpus),
-        ]
-        for index in range(workers):
-            named = ActorEstimate("rollout" if workers == 1 else f"rollout {index}", dict(rollout.parts))
-            placed.append(PlacedActor(named, config.resources.rollout.num_gpus))
+        placed += _workers(rollout, "rollout", workers, config.resources.rollout.num_gpus)
     for actor in placed:
         if actor.num_gpus == 0:
             actor.estimate.parts["runtime"] = CPU_RUNTIME
@@ -142,6 +132,27 @@ def plan_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
             with_allocator_reserve(actor.estimate)
     devices = _place(placed, memory.device_gib)
     return MemoryPlan(source, shape.parameters, [p.estimate for p in placed], devices, HEADROOM)
+
+
+def _policy_ranks(config: RecipeConfig, ranks, shape: ModelShape, workload: Workload) -> list[PlacedActor]:
+    """A stage's policy ranks (`sft.*` or `grpo.*`), each its share of the training state
+    under ZeRO and one micro-batch of its share of the step."""
+    shards = _zero_shards(ranks.strategy, ranks.zero_stage, ranks.world_size, ranks.offload_optimizer)
+    precision = "deepspeed" if ranks.strategy == "deepspeed" else _precision(config)
+    estimate = policy_estimate(shape, workload, shards, precision, ddp=ranks.strategy == "ddp")
+    return _workers(estimate, "policy", ranks.world_size, config.resources.policy.num_gpus, "policy rank")
+
+
+def _workers(
+    estimate: ActorEstimate, kind: str, count: int, num_gpus: float, prefix: str | None = None
+) -> list[PlacedActor]:
+    """`count` actors of one estimate, named as the backend names them (`plan.worker_names`)."""
+    if count == 1:
+        return [PlacedActor(ActorEstimate(kind, dict(estimate.parts)), num_gpus)]
+    return [
+        PlacedActor(ActorEstimate(f"{prefix or kind} {index}", dict(estimate.parts)), num_gpus)
+        for index in range(count)
+    ]
 
 
 def _rollout_estimate(config: RecipeConfig, shape: ModelShape, work: Workload) -> ActorEstimate:
@@ -175,27 +186,60 @@ def _zero_shards(strategy: str, stage: int, world: int, offload: bool) -> dict[s
 
 
 def _place(actors: list[PlacedActor], device_gib: float | None) -> list[DeviceCheck]:
-    """The devices the actors land on: each GPU actor with a whole GPU (or more) alone,
-    fractional ones packed first-fit as Ray packs them, CPU actors together in host memory."""
+    """The devices the actors land on (Ray is then told to place them so: `ray_env.Placement`):
+    each GPU actor with a whole GPU (or more) alone, fractional ones packed first-fit, CPU
+    actors together in host memory."""
     gpu_capacity = device_gib * GIB if device_gib else _this_machines_gpu()
     devices: list[DeviceCheck] = []
     free: list[float] = []  # GPU share left on each fractional device
     host = [p.estimate for p in actors if p.num_gpus == 0]
     for actor in (p for p in actors if p.num_gpus > 0):
-        if actor.num_gpus >= 1 or gpu_capacity is None:
-            devices.append(DeviceCheck(f"GPU {len(devices)}", gpu_capacity or 0.0, [actor.estimate]))
+        if actor.num_gpus >= 1:
+            whole = math.ceil(actor.num_gpus)
+            devices.append(DeviceCheck(_gpu_name(devices, whole), gpu_capacity or 0.0, [actor.estimate], whole))
             free.append(0.0)
             continue
         index = next((i for i, left in enumerate(free) if left + 1e-9 >= actor.num_gpus), None)
         if index is None:
-            devices.append(DeviceCheck(f"GPU {len(devices)}", gpu_capacity, []))
+            devices.append(DeviceCheck(_gpu_name(devices, 1), gpu_capacity or 0.0, []))
             free.append(1.0)
             index = len(devices) - 1
         devices[index].actors.append(actor.estimate)
         free[index] -= actor.num_gpus
     if host:
-        devices.append(DeviceCheck("host memory", _host_memory(), host))
+        devices.append(DeviceCheck("host memory", _host_memory(), host, gpus=0))
     return devices
+
+
+def _gpu_name(devices: list[DeviceCheck], gpus: int) -> str:
+    first = sum(d.gpus for d in devices)
+    return f"GPU {first}" if gpus == 1 else f"GPUs {first}-{first + gpus - 1}"
+
+
+def gpus_per_node(config: RecipeConfig) -> int | None:
+    """The GPUs of one node the run is planned for: `memory.gpus_per_node`, else this
+    machine's (None without a GPU: not checked)."""
+    if config.memory.gpus_per_node:
+        return config.memory.gpus_per_node
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.device_count() or None
+
+
+def check_gpu_count(plan: MemoryPlan, config: RecipeConfig, stage: str) -> str | None:
+    """Why the plan's actors cannot be placed on one node's GPUs, naming the keys; None when they can."""
+    node = gpus_per_node(config)
+    if node is None or plan.gpu_count <= node:
+        return None
+    section = "sft" if stage == "pa_sft" else "grpo"
+    workers = "" if stage == "pa_sft" else ", resources.num_reference_workers, resources.num_rollout_workers"
+    return (
+        f"the actors need {plan.gpu_count} GPUs and a node has {node} (memory.gpus_per_node): fewer ranks "
+        f"({section}.world_size){workers}, or GPU shares (fractional resources.<actor>.num_gpus) that "
+        "share a GPU"
+    )
 
 
 def _this_machines_gpu() -> float | None:
@@ -224,6 +268,9 @@ def check_memory(config: RecipeConfig, stage: str) -> MemoryPlan:
             "no GPU on this machine and memory.device_gib is not set: the GPU actors' plan is not checked "
             "(set memory.device_gib to the memory of the GPUs the run is for)"
         )
+    too_many = check_gpu_count(plan, config, stage)
+    if too_many:
+        raise MemoryPlanError(too_many)
     full = plan.too_full()
     if not full:
         return plan
@@ -245,6 +292,14 @@ def dry_run(config: RecipeConfig, stage: str) -> int:
     print("\n".join(plan.lines()))
     if any(d.capacity == 0 for d in plan.devices):
         print("note: no GPU here and memory.device_gib is not set: GPU actors are not checked")
+    node = gpus_per_node(config)
+    print(
+        f"GPUs: {plan.gpu_count}" + (f" of a node's {node}" if node else " (memory.gpus_per_node not set: unchecked)")
+    )
+    too_many = check_gpu_count(plan, config, stage)
+    if too_many:
+        print(f"error: {too_many}", file=sys.stderr)
+        return 2
     full = plan.too_full()
     if full:
         message = "; ".join(_too_full_message(plan, device, config, stage) for device in full)
@@ -256,18 +311,20 @@ def dry_run(config: RecipeConfig, stage: str) -> int:
 def _too_full_message(plan: MemoryPlan, device: DeviceCheck, config: RecipeConfig, stage: str) -> str:
     largest = max(device.actors, key=lambda a: a.total)
     usable = HEADROOM * device.capacity
-    state = sum(largest.parts.get(part, 0.0) for part in ("weights", "gradients", "optimizer"))
+    state = sum(largest.parts.get(part, 0.0) for part in ("weights", "master_weights", "gradients", "optimizer"))
     detail = ", ".join(a.describe() for a in device.actors)
+    section = "sft" if stage == "pa_sft" else "grpo"
+    ranks = config.get(section)
+    shard = (
+        f"shard them over more GPUs: {section}.strategy=deepspeed with {section}.zero_stage=3 and a larger "
+        f"{section}.world_size (now {ranks.world_size}), or {section}.offload_optimizer=true"
+    )
     keys = []
-    if state > usable:
+    if state > usable and largest.name.startswith("policy"):
+        openrlhf = "; or run SC-GRPO on the OpenRLHF backend (resources.backend=openrlhf)" if stage == "sc_grpo" else ""
         keys.append(
             f"nothing about batches helps: {largest.name}'s weights, gradients and optimizer state alone take "
-            f"{state / GIB:.1f} GiB; "
-            + (
-                "run SC-GRPO on the OpenRLHF backend (resources.backend=openrlhf: DeepSpeed ZeRO shards them)"
-                if stage == "sc_grpo"
-                else "shard them: sft.strategy=deepspeed with sft.zero_stage=3 (or sft.offload_optimizer=true)"
-            )
+            f"{state / GIB:.1f} GiB; {shard}{openrlhf}"
         )
     else:
         if largest.parts.get("activations", 0.0) > 0.2 * largest.total:
@@ -278,8 +335,10 @@ def _too_full_message(plan: MemoryPlan, device: DeviceCheck, config: RecipeConfi
             keys.append(f"a lower grpo.max_new_tokens (now {config.grpo.max_new_tokens})")
             if largest.name.startswith("rollout"):
                 keys.append("more resources.num_rollout_workers (each samples fewer prompts)")
-        elif config.sft.strategy != "deepspeed" or config.sft.zero_stage < 3:
-            keys.append("sft.strategy=deepspeed with a higher sft.zero_stage")
+            if largest.name.startswith("reference"):
+                keys.append("more resources.num_reference_workers (each scores fewer samples)")
+        if largest.name.startswith("policy") and (ranks.strategy != "deepspeed" or ranks.zero_stage < 3):
+            keys.append(f"{section}.strategy=deepspeed with a higher {section}.zero_stage")
         if len(device.actors) > 1:
             keys.append("a whole GPU per actor (resources.<actor>.num_gpus=1)")
     keys.append("memory.device_gib if the GPUs the run is for are larger")

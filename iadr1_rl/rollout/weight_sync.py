@@ -106,11 +106,17 @@ class WeightSender:
 
     def __init__(self, model: torch.nn.Module, bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> None:
         self.named = checkpoint_named_parameters(model)  # a tied weight once
-        self.layout = bucket_layout([p.numel() * p.element_size() for _, p in self.named], bucket_bytes)
+        # A ZeRO-3 shard's `numel()` is its own part; `ds_numel` is the whole parameter's.
+        sizes = [getattr(p, "ds_numel", p.numel()) * p.element_size() for _, p in self.named]
+        self.layout = bucket_layout(sizes, bucket_bytes)
 
     @property
     def count(self) -> int:
         return len(self.layout)
+
+    def parameters(self, index: int) -> list[torch.nn.Parameter]:
+        """The parameters of bucket `index` (what a ZeRO-3 rank gathers to send it)."""
+        return [self.named[i][1] for i in self.layout[index]]
 
     def bucket(self, index: int, version: int) -> WeightBucket:
         return pack([self.named[i] for i in self.layout[index]], version, index, self.count)

@@ -49,7 +49,27 @@ class DataConfig(Section):
     shots: Literal[0, 1] = Field(0, description="0: the query image only; 1: a normal reference first")
 
 
-class SFTConfig(Section):
+class PolicyRanks(Section):
+    """How a stage's policy trains across devices on the local backend: `world_size` ranks,
+    each with resources.policy; "ddp" (torch) or "deepspeed" (ZeRO `zero_stage`, the Adam
+    state on the CPU with `offload_optimizer`), or "none" (one rank). The same engine for
+    PA-SFT (`sft.*`) and SC-GRPO (`grpo.*`)."""
+
+    strategy: Literal["none", "ddp", "deepspeed"] = "none"
+    world_size: int = Field(1, ge=1)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload_optimizer: bool = False
+
+    @model_validator(mode="after")
+    def _ranks_need_a_strategy(self) -> PolicyRanks:
+        if self.strategy == "none" and self.world_size > 1:
+            raise ValueError(
+                f"world_size {self.world_size} needs strategy ddp or deepspeed (strategy none trains on one rank)"
+            )
+        return self
+
+
+class SFTConfig(PolicyRanks):
     output: str = ""
     epochs: float = Field(2.0, gt=0)
     batch_size: int = Field(32, ge=1)
@@ -59,23 +79,9 @@ class SFTConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     lora: bool = Field(False, description="refused: the paper found full-parameter fine-tuning better")
-    # Data-parallel PA-SFT on the local backend: `world_size` policy ranks, each with
-    # resources.policy; "ddp" (torch) or "deepspeed" (ZeRO `zero_stage`), or "none".
-    strategy: Literal["none", "ddp", "deepspeed"] = "none"
-    world_size: int = Field(1, ge=1)
-    zero_stage: Literal[0, 1, 2, 3] = 2
-    offload_optimizer: bool = False
-
-    @model_validator(mode="after")
-    def _ranks_need_a_strategy(self) -> SFTConfig:
-        if self.strategy == "none" and self.world_size > 1:
-            raise ValueError(
-                f"world_size {self.world_size} needs strategy ddp or deepspeed (strategy none trains on one rank)"
-            )
-        return self
 
 
-class GRPOConfig(Section):
+class GRPOConfig(PolicyRanks):
     output: str = ""
     init: str = Field("", description="the PA-SFT checkpoint")
     steps: int = Field(100, ge=1, description="rollout steps, each prompts_per_step prompts × group_size")
@@ -113,6 +119,9 @@ class ResourcesConfig(Section):
     reference: HelperResources = Field(default_factory=HelperResources)
     rollout: HelperResources = Field(default_factory=HelperResources)
     num_rollout_workers: int = Field(1, ge=1)
+    num_reference_workers: int = Field(
+        1, ge=1, description="reference actors sharing each step's log-probs (each holds the whole model)"
+    )
     torch_threads: int = Field(0, ge=0, description="0: let torch decide")
     # None: $RAY_ADDRESS (set by `ray job submit`), else a new local Ray; "local": always a new one
     ray_address: str | None = None
@@ -136,6 +145,9 @@ class RolloutConfig(Section):
     max_logprob_gap: float = Field(
         1.0, gt=0, description="stop when the engine's log-probs differ from the policy's by more (mean per token)"
     )
+    sync_timeout_s: float = Field(
+        300.0, gt=0, description="a weight sync's bound: an engine or rank that does not answer in it stops the run"
+    )
 
 
 class MemoryConfig(Section):
@@ -149,6 +161,9 @@ class MemoryConfig(Section):
     )
     device_gib: float | None = Field(
         None, gt=0, description="memory of one GPU the run is planned for; null: this machine's GPU"
+    )
+    gpus_per_node: int | None = Field(
+        None, ge=1, description="GPUs of the node the run is planned for; null: this machine's (unchecked without)"
     )
     check: bool = Field(True, description="refuse a run whose memory plan does not fit; false: warn and start")
 

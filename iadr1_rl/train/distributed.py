@@ -99,21 +99,31 @@ def init_process_group(spec: DistributedSpec, device: torch.device) -> None:
 
 def all_reduce_sum(value: float, device: torch.device) -> float:
     """Sum of `value` over the ranks (the value itself when not distributed)."""
+    return _all_reduce(value, device, "SUM")
+
+
+def all_reduce_max(value: float, device: torch.device) -> float:
+    """The largest `value` of the ranks (the value itself when not distributed)."""
+    return _all_reduce(value, device, "MAX")
+
+
+def _all_reduce(value: float, device: torch.device, op: str) -> float:
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
         return value
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
     return float(tensor.item())
 
 
-def deepspeed_config(spec: DistributedSpec, micro_batches: int, grad_clip: float, dtype: str) -> dict[str, Any]:
-    """The DeepSpeed config for our loop: client optimizer and scheduler, ZeRO stage,
-    accumulation over `micro_batches`, bf16 when the model is bf16.
+def deepspeed_config(spec: DistributedSpec, grad_clip: float, dtype: str) -> dict[str, Any]:
+    """The DeepSpeed config for our loop: client optimizer and scheduler, ZeRO stage, bf16
+    when the model is bf16, and the accumulation ours (`managed_gradient_accumulation`
+    false: a step takes any number of micro-batches and ends when we call `step()`).
 
-    >>> deepspeed_config(DistributedSpec("deepspeed", 0, 2, zero_stage=3), 4, 1.0, "bfloat16")["zero_optimization"]
+    >>> deepspeed_config(DistributedSpec("deepspeed", 0, 2, zero_stage=3), 1.0, "bfloat16")["zero_optimization"]
     {'stage': 3, 'stage3_gather_16bit_weights_on_model_save': True}
     """
     zero: dict[str, Any] = {"stage": spec.zero_stage}
@@ -122,7 +132,8 @@ def deepspeed_config(spec: DistributedSpec, micro_batches: int, grad_clip: float
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": 1,  # informational: our batches are lists of records
-        "gradient_accumulation_steps": micro_batches,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
         "gradient_clipping": grad_clip,
         "zero_optimization": zero,
         "bf16": {"enabled": dtype == "bfloat16"},

@@ -4,21 +4,24 @@ DistributedDataParallel, or as a DeepSpeed ZeRO engine.
 A loss goes in through `backward(loss, share)` where `share` is the fraction of the
 step's tokens (over all ranks) that the loss averages: the engine scales it so that
 the summed gradients equal the token mean over the whole step, whatever the number of
-ranks and micro-batches (DDP averages gradients over ranks, DeepSpeed also divides by
-its accumulation steps).
+ranks and micro-batches (DDP and DeepSpeed average gradients over the ranks). Every rank
+runs as many micro-batches as the others (`align_micro_batches`), for the engines that
+gather or reduce in each forward and backward.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .distributed import DistributedSpec, deepspeed_config, init_process_group
+from .distributed import DistributedSpec, all_reduce_max, deepspeed_config, init_process_group
 from .logprobs import ResponseLogprobs
+from .micro_batches import pad_micro_batches
 from .precision import MasterWeights, check_precision, fused_adamw_supported, loss_scaler
 from .schedule import warmup_cosine
 
@@ -46,8 +49,6 @@ class TrainEngine:
     weights (`precision.MasterWeights`) and float16 adds a loss scaler; the model forwards
     its own 16-bit weights. AdamW is torch's fused one where it runs (no full-size
     temporaries at the step)."""
-
-    fixed_micro_batches = False  # any number of micro-batches per step
 
     def __init__(
         self,
@@ -84,8 +85,19 @@ class TrainEngine:
         # DDP averages gradients over ranks; undo it so shares add up to one step mean.
         return float(self.spec.world_size)
 
-    def check_micro_batches(self, count: int) -> None:
-        """Any number of micro-batches per step works here."""
+    def align_micro_batches(self, parts: list[list[int]]) -> list[tuple[list[int], float]]:
+        """The step's micro-batches, as many on every rank (ZeRO reduces gradients and
+        gathers weights collectively in each forward and backward): (sample indices, loss
+        weight), a weight of 0 for the fillers a rank runs to keep count."""
+        count = len(parts)
+        if self.spec.world_size > 1:
+            count = int(all_reduce_max(float(count), next(self.model.parameters()).device))
+        return pad_micro_batches(parts, count)
+
+    def gathered(self, parameters: Sequence[torch.nn.Parameter]) -> contextlib.AbstractContextManager:
+        """Around reading whole parameters (a weight sync): ZeRO-3 gathers its shards (a
+        collective: every rank enters it); here they are whole."""
+        return contextlib.nullcontext()
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         """Around a micro-batch's forward and backward: under DDP the gradients are reduced
@@ -179,19 +191,12 @@ def _skip_inference_comm_op() -> None:
 
 class DeepSpeedEngine(TrainEngine):
     """DeepSpeed ZeRO over the ranks: our AdamW and schedule as DeepSpeed's client
-    optimizer and scheduler, clipping and accumulation done by DeepSpeed."""
+    optimizer and scheduler, clipping done by DeepSpeed. The step is ours to end: DeepSpeed's
+    unmanaged accumulation (`managed_gradient_accumulation: false`), so a step takes any
+    number of micro-batches (the same on every rank: `align_micro_batches`)."""
 
-    fixed_micro_batches = True  # DeepSpeed's accumulation boundary is set when it is built
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        settings: OptimizerSettings,
-        spec: DistributedSpec,
-        micro_batches: int = 1,
-    ) -> None:
+    def __init__(self, model: torch.nn.Module, settings: OptimizerSettings, spec: DistributedSpec) -> None:
         super().__init__(model, settings, spec)  # AdamW and the schedule become DeepSpeed's client ones
-        self.micro_batches = micro_batches
         try:
             import deepspeed
         except ImportError as error:
@@ -206,30 +211,31 @@ class DeepSpeedEngine(TrainEngine):
             model=self.module,
             optimizer=self.optimizer,
             lr_scheduler=self.scheduler,
-            config=deepspeed_config(spec, micro_batches, settings.grad_clip, str(device_dtype(model))),
+            config=deepspeed_config(spec, settings.grad_clip, str(device_dtype(model))),
         )
 
     @property
     def loss_factor(self) -> float:
-        # DeepSpeed averages over ranks and divides by its accumulation steps.
-        return float(self.spec.world_size * self.micro_batches)
-
-    def check_micro_batches(self, count: int) -> None:
-        """DeepSpeed's accumulation boundary is fixed when the engine is built."""
-        if count != self.micro_batches:
-            raise ValueError(f"DeepSpeed was set up for {self.micro_batches} micro-batches, got {count}")
+        # DeepSpeed averages over the ranks.
+        return float(self.spec.world_size)
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext()  # DeepSpeed reduces at its own boundary
+        return contextlib.nullcontext()  # DeepSpeed reduces as its ZeRO stage does; `step` ends the step
 
     def backward(self, loss: torch.Tensor, share: float) -> None:
         self.module.backward(loss * (share * self.loss_factor))
-        self.module.step()  # a no-op until the last micro-batch of the step
 
     def step(self) -> float:
-        # The optimizer stepped inside the last backward (DeepSpeed's accumulation boundary).
+        self.module.step()  # the accumulation boundary: reduce what is left, clip, step
         norm = self.module.get_global_grad_norm()
         return float(norm) if norm is not None else 0.0
+
+    def gathered(self, parameters: Sequence[torch.nn.Parameter]) -> contextlib.AbstractContextManager:
+        if self.spec.zero_stage != 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(parameters), modifier_rank=None)
 
     def lr(self) -> float:
         return self.module.get_lr()[0]
@@ -272,11 +278,10 @@ def build_engine(
     model: torch.nn.Module,
     settings: OptimizerSettings,
     spec: DistributedSpec = DistributedSpec(),
-    micro_batches: int = 1,
     master_weights: bool = False,
 ) -> TrainEngine:
     """The engine `spec.strategy` names (DeepSpeed keeps its own float32 master weights)."""
     if spec.strategy == "deepspeed":
-        return DeepSpeedEngine(model, settings, spec, micro_batches)
+        return DeepSpeedEngine(model, settings, spec)
     check_precision(device_dtype(model), master_weights)
     return TrainEngine(model, settings, spec, master_weights)

@@ -51,3 +51,25 @@ def split_evenly(count: int, parts: int) -> list[list[int]]:
     """
     size = -(-count // max(1, parts))
     return [list(range(start, min(count, start + size))) for start in range(0, count, size)]
+
+
+def pad_micro_batches(parts: Sequence[Sequence[int]], count: int) -> list[tuple[list[int], float]]:
+    """`parts` made `count` micro-batches, as a rank whose share split into fewer than another
+    rank's must run: the largest parts halved while one has two samples or more (each half
+    still fits the budget its whole did), then fillers (a sample again, its loss weighted 0).
+    Each: (sample indices, loss weight).
+
+    >>> pad_micro_batches([[0, 1, 2], [3]], 3)
+    [([3], 1.0), ([0], 1.0), ([1, 2], 1.0)]
+    >>> pad_micro_batches([[0]], 2)
+    [([0], 1.0), ([0], 0.0)]
+    """
+    split = [list(part) for part in parts]
+    while len(split) < count and any(len(part) > 1 for part in split):
+        largest = max(range(len(split)), key=lambda i: len(split[i]))
+        part = split.pop(largest)
+        half = len(part) // 2
+        split += [part[:half], part[half:]]
+    out = [(part, 1.0) for part in split]
+    filler = split[0][:1] if split else []
+    return out + [(filler, 0.0)] * (count - len(out))

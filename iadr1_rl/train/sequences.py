@@ -36,6 +36,11 @@ class GRPOBatch:
     # The rollout engine's own log-probs of the sampled tokens, where it reports them: on
     # policy, the update compares them with its own (the rollout_logprob_gap).
     sampling_logprobs: list[list[float]] | None = None
+    # One rank's share of an update: the response tokens of the whole update (the token
+    # mean's denominator; None: these samples' own), and 0 for a share that only keeps a
+    # rank given no samples in step with the others.
+    normaliser: int | None = None
+    weight: float = 1.0
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:

@@ -22,6 +22,7 @@ from ...models.encoding import EncodedPrompt, encode_prompts
 from ...rollout import Completion, sample_seeds
 from ...train.data_order import batch_at
 from ...train.sequences import Sample
+from .actor_groups import GRPOActors
 from .plan import GRPOPlan
 
 
@@ -51,9 +52,9 @@ class Experience:
 class ExperienceMaker:
     """Makes a step's experience with the run's actors and scorer."""
 
-    def __init__(self, plan: GRPOPlan, processor, scorer: Scorer, rollouts: list, reference, policy) -> None:
+    def __init__(self, plan: GRPOPlan, processor, scorer: Scorer, actors: GRPOActors) -> None:
         self.plan, self.processor, self.scorer = plan, processor, scorer
-        self.rollouts, self.reference, self.policy = rollouts, reference, policy
+        self.actors = actors
 
     def make(self, step: int) -> Experience:
         times: dict[str, float] = {}
@@ -85,11 +86,12 @@ class ExperienceMaker:
         """G completions per prompt, the prompts shared out over the workers; groups come
         back in prompt order. Each completion's seed is a function of (seed, step, the
         prompt's place, the sample's index) alone (`rollout.sample_seeds`)."""
-        workers = len(self.rollouts)
+        rollouts = self.actors.rollouts
+        workers = len(rollouts)
         seeds = sample_seeds(self.plan.run.seed, step, range(len(prompts)), self.plan.group_size)
         futures = [
             worker.generate.remote(prompts[i::workers], self.plan.sampling, seeds[i::workers])
-            for i, worker in enumerate(self.rollouts)
+            for i, worker in enumerate(rollouts)
             if prompts[i::workers]
         ]
         shards = ray.get(futures)
@@ -102,23 +104,22 @@ class ExperienceMaker:
         self, samples: list[Sample], times: dict[str, float]
     ) -> tuple[list[list[float]], list[list[float]] | None]:
         """The reference's log-probs and, when a step takes several updates, the sampling
-        policy's, at the sampling temperature; both actors work at once, each timed from
-        the start to its own result."""
+        policy's, at the sampling temperature, each shared over its workers or ranks; both
+        work at once, each timed from the start to its own result."""
         if not samples:
             times["time_reference"] = 0.0
             return [], None
         tick = time.perf_counter()
-        shipped = ray.put(samples)  # once into the object store, read by both actors
         temperature = self.plan.ppo.temperature
-        ref = self.reference.response_logprobs.remote(shipped, temperature)
+        ref = self.actors.reference_logprobs(samples, temperature)
         on_policy = self.plan.ppo_epochs == 1 and self.plan.mini_batches == 1
         # Several updates per step need the sampling policy's log-probs kept aside.
-        old = None if on_policy else self.policy.response_logprobs.remote(shipped, temperature)
-        ref_logprobs = ray.get(ref)
+        old = None if on_policy else self.actors.policy.response_logprobs(samples, temperature)
+        ref_logprobs = ref.result()
         times["time_reference"] = time.perf_counter() - tick
         if old is None:
             return ref_logprobs, None
-        old_logprobs = ray.get(old)
+        old_logprobs = old.result()
         times["time_old_logprobs"] = time.perf_counter() - tick
         return ref_logprobs, old_logprobs
 

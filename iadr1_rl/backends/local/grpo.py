@@ -8,8 +8,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import ray
-
 from ...eval.compare import fitted_rise
 from ...models.processor import load_processor
 from ...train.config import RecipeConfig
@@ -44,26 +42,35 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
     ray_env.connect(plan.run.ray_address)
     ray_env.check_resources(plan.resources)
     policy_path = str(run.checkpoint or plan.init)
-    actors = GRPOActors.start(plan, policy_path)
+    placement = ray_env.Placement.create(plan.memory, plan.resources)
     try:
-        if run.checkpoint is not None:
-            _wait(actors.policy.load_training_state.remote(str(run.checkpoint)))
-        pixels = {"max_pixels": plan.model.max_pixels} if plan.model.max_pixels else {}
-        processor = load_processor(policy_path, **pixels)
-        maker = ExperienceMaker(plan, processor, run.scorer, actors.rollouts, actors.reference, actors.policy)
-        for step in run.steps():
-            tick = time.perf_counter()
-            experience = maker.make(step)
-            metrics = {**experience.metrics, **train_on(actors, experience, plan)}
-            metrics["time_step"] = time.perf_counter() - tick
-            metrics.update(actors.peak_memory())
-            postfix = {"reward": f"{metrics['reward_total']:.2f}", "kl": f"{metrics.get('kl', 0):.4f}"}
-            run.record(step + 1, rates(metrics), postfix)
-            run.maybe_checkpoint(step + 1, lambda path: _wait(actors.policy.save_checkpoint.remote(path)))
-        run.save_final(lambda path: _wait(actors.policy.save_model.remote(path)))
-    finally:  # a crash (ours or an actor's) or a stop frees the actors' resources
-        actors.kill()
+        actors = GRPOActors.start(plan, policy_path, placement)
+        try:
+            train(run, plan, actors, policy_path)
+        finally:  # a crash (ours or an actor's) or a stop frees the actors' resources
+            actors.kill()
+    finally:
+        placement.remove()
     return run.finish(GRPO_CURVES, "SC-GRPO", training_reward_trend(run.log.rows), run_eval, progress)
+
+
+def train(run: Run, plan: GRPOPlan, actors: GRPOActors, policy_path: str) -> None:
+    """The steps from the run's start (or its checkpoint) to `final/`."""
+    if run.checkpoint is not None:
+        actors.policy.load_training_state(str(run.checkpoint))
+    pixels = {"max_pixels": plan.model.max_pixels} if plan.model.max_pixels else {}
+    processor = load_processor(policy_path, **pixels)
+    maker = ExperienceMaker(plan, processor, run.scorer, actors)
+    for step in run.steps():
+        tick = time.perf_counter()
+        experience = maker.make(step)
+        metrics = {**experience.metrics, **train_on(actors, experience, plan)}
+        metrics["time_step"] = time.perf_counter() - tick
+        metrics.update(actors.peak_memory())
+        postfix = {"reward": f"{metrics['reward_total']:.2f}", "kl": f"{metrics.get('kl', 0):.4f}"}
+        run.record(step + 1, rates(metrics), postfix)
+        run.maybe_checkpoint(step + 1, actors.policy.save_checkpoint)
+    run.save_final(actors.policy.save_model)
 
 
 def train_on(actors: GRPOActors, experience: Experience, plan: GRPOPlan) -> dict[str, float]:
@@ -88,7 +95,7 @@ def train_on(actors: GRPOActors, experience: Experience, plan: GRPOPlan) -> dict
                 # On policy the update's own log-probs are the sampling policy's: compare there.
                 sampling[part] if sampling is not None and old is None else None,
             )
-            updates.append(_wait(actors.policy.grpo_step.remote(update, plan.ppo)))
+            updates.append(actors.policy.grpo_step(update, plan.ppo))
     metrics = {key: statistics.fmean(u[key] for u in updates) for key in updates[0]}
     if sampling is not None and old is not None:  # off policy: the old log-probs are the sampling policy's
         metrics["rollout_logprob_gap"] = mean_gap(sampling, old)
@@ -97,7 +104,7 @@ def train_on(actors: GRPOActors, experience: Experience, plan: GRPOPlan) -> dict
     metrics["weights_version"] = actors.weights_version  # what the workers sampled with
     metrics["time_train"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    actors.sync_weights()
+    actors.sync_weights(timeout_s=plan.sync_timeout_s)
     return {**metrics, "time_sync": time.perf_counter() - tick}
 
 
@@ -147,7 +154,3 @@ def training_reward_trend(rows: list[dict]) -> dict:
         "reward_fitted_rise": rise("reward_total"),
         "normalised_reward_fitted_rise": rise("reward_normalised"),
     }
-
-
-def _wait(refs):
-    return ray.get(refs)

@@ -19,7 +19,7 @@ from ...memory.estimates import MemoryPlan
 from ...memory.plan import check_memory
 from ...models.generation import SamplingConfig
 from ...models.loading import check_model_dir
-from ...train.config import RecipeConfig
+from ...train.config import PolicyRanks, RecipeConfig
 from ...train.distributed import DistributedSpec
 from ...train.engine import OptimizerSettings
 from ...train.losses import PPOSettings
@@ -41,7 +41,8 @@ IDENTITY_KEYS = {
     "sc_grpo": ["seed", "model", "data.train", "data.grpo_train", "data.prompt", "data.shots", "grpo.init"]
     + [f"grpo.{k}" for k in ("steps", "prompts_per_step", "group_size", "ppo_epochs", "mini_batches", "lr")]
     + [f"grpo.{k}" for k in ("warmup_ratio", "clip", "beta", "temperature", "top_p", "max_new_tokens")]
-    + ["grpo.drop_no_signal", "grpo.grad_clip", "grpo.scorer", "resources.num_rollout_workers"],
+    + ["grpo.drop_no_signal", "grpo.grad_clip", "grpo.scorer", "resources.num_rollout_workers"]
+    + [f"grpo.{k}" for k in ("strategy", "world_size", "zero_stage")],
 }
 
 
@@ -83,6 +84,32 @@ class ModelPlan:
 
 
 @dataclass(frozen=True)
+class RanksPlan:
+    """How a stage's policy trains: `world_size` PolicyActor ranks under `strategy` (the
+    same engine for PA-SFT and SC-GRPO)."""
+
+    strategy: str
+    world_size: int
+    zero_stage: int
+    offload_optimizer: bool
+
+    @classmethod
+    def of(cls, section: PolicyRanks) -> RanksPlan:
+        plan = cls(section.strategy, section.world_size, section.zero_stage, section.offload_optimizer)
+        plan.spec(0, "127.0.0.1", 0)  # checks the combination
+        return plan
+
+    def spec(self, rank: int, address: str, port: int) -> DistributedSpec:
+        return DistributedSpec(
+            self.strategy, rank, self.world_size, address, port, self.zero_stage, self.offload_optimizer
+        )
+
+    def names(self) -> list[str]:
+        """The ranks' names in the resources and the memory plan."""
+        return ["policy"] if self.world_size == 1 else [f"policy rank {r}" for r in range(self.world_size)]
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """What every run shares: where it writes, how it checkpoints, where Ray is."""
 
@@ -112,10 +139,7 @@ class SFTPlan(_PlanWithRecords):
     batch_size: int
     micro_batches: int
     optimizer: OptimizerSettings
-    strategy: str
-    world_size: int
-    zero_stage: int
-    offload_optimizer: bool
+    ranks: RanksPlan
     resources: dict[str, dict[str, float]]
     memory: MemoryPlan
 
@@ -125,7 +149,7 @@ class SFTPlan(_PlanWithRecords):
         sft = config.sft
         records = training_records(config.data.train, config.data.shots, need_response=True)
         steps = max(1, math.ceil(sft.epochs * len(records) / sft.batch_size))
-        DistributedSpec(sft.strategy, 0, sft.world_size, zero_stage=sft.zero_stage)  # checks the combination
+        ranks = RanksPlan.of(sft)
         needed = sft.world_size * sft.gradient_accumulation
         if sft.batch_size < needed:
             raise ValueError(
@@ -145,11 +169,8 @@ class SFTPlan(_PlanWithRecords):
                 warmup_steps=int(sft.warmup_ratio * steps),
                 grad_clip=sft.grad_clip,
             ),
-            strategy=sft.strategy,
-            world_size=sft.world_size,
-            zero_stage=sft.zero_stage,
-            offload_optimizer=sft.offload_optimizer,
-            resources={f"policy rank {r}": placement(config, "policy") for r in range(sft.world_size)},
+            ranks=ranks,
+            resources={name: placement(config, "policy") for name in ranks.names()},
             memory=check_memory(config, "pa_sft"),
         )
 
@@ -168,10 +189,13 @@ class GRPOPlan(_PlanWithRecords):
     ppo: PPOSettings
     drop_no_signal: bool
     optimizer: OptimizerSettings
+    ranks: RanksPlan
+    reference_workers: int
     rollout_workers: int
     rollout_engine: str
     rollout_options: dict[str, Any]  # the engine's own settings (rollout.*)
     max_logprob_gap: float
+    sync_timeout_s: float
     resources: dict[str, dict[str, float]]
     memory: MemoryPlan
 
@@ -182,9 +206,11 @@ class GRPOPlan(_PlanWithRecords):
         init = grpo.init or config.model.path
         updates = grpo.steps * grpo.ppo_epochs * grpo.mini_batches
         workers = config.resources.num_rollout_workers
+        references = config.resources.num_reference_workers
+        ranks = RanksPlan.of(grpo)
         return cls(
             run=run_plan(config, "sc_grpo", Path(grpo.output or Path(config.run_dir) / "sc_grpo"), grpo.steps),
-            model=model_plan(config, init),
+            model=model_plan(config, init, deepspeed=grpo.strategy == "deepspeed"),
             init=init,
             records=training_records(
                 config.grpo_records_path(), config.data.shots, need_response=False, key=config.grpo_records_key()
@@ -201,14 +227,17 @@ class GRPOPlan(_PlanWithRecords):
             optimizer=OptimizerSettings(
                 lr=grpo.lr, total_steps=updates, warmup_steps=int(grpo.warmup_ratio * updates), grad_clip=grpo.grad_clip
             ),
+            ranks=ranks,
+            reference_workers=references,
             rollout_workers=workers,
             rollout_engine=config.rollout.engine,
             rollout_options=rollout_options(config),
             max_logprob_gap=config.rollout.max_logprob_gap,
+            sync_timeout_s=config.rollout.sync_timeout_s,
             resources={
-                "policy": placement(config, "policy"),
-                "reference": placement(config, "reference"),
-                **{f"rollout{i}": placement(config, "rollout") for i in range(workers)},
+                **{name: placement(config, "policy") for name in ranks.names()},
+                **{name: placement(config, "reference") for name in worker_names("reference", references)},
+                **{name: placement(config, "rollout") for name in worker_names("rollout", workers)},
             },
             memory=check_memory(config, "sc_grpo"),
         )
@@ -279,6 +308,15 @@ def run_plan(config: RecipeConfig, stage: str, out: Path, steps: int) -> RunPlan
         identity=identity,
         eval=evaluation,
     )
+
+
+def worker_names(kind: str, count: int) -> list[str]:
+    """The names of `count` workers of a kind, as the resources and the memory plan give them.
+
+    >>> worker_names("rollout", 1), worker_names("rollout", 2)
+    (['rollout'], ['rollout 0', 'rollout 1'])
+    """
+    return [kind] if count == 1 else [f"{kind} {i}" for i in range(count)]
 
 
 def placement(config: RecipeConfig, actor: str) -> dict[str, float]:

@@ -14,8 +14,12 @@ import os
 import signal
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ...memory.estimates import DeviceCheck, MemoryPlan
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +116,71 @@ def remote(cls: type, resources: dict[str, float], **options: Any):
     if env:
         options["runtime_env"] = {"env_vars": env}
     return ray.remote(num_cpus=resources.get("num_cpus", 1.0), num_gpus=num_gpus, max_restarts=0, **options)(cls)
+
+
+def placement_bundles(
+    devices: list[DeviceCheck], resources: dict[str, dict[str, float]]
+) -> tuple[list[dict[str, float]], dict[str, int]]:
+    """A placement group's bundles for the memory plan's devices, and each actor's bundle:
+    a GPU's bundle holds its GPUs and the CPUs of the actors planned on it, host-memory
+    actors share one bundle of their CPUs.
+
+    >>> from iadr1_rl.memory.estimates import ActorEstimate, DeviceCheck
+    >>> gpu = DeviceCheck("GPU 0", 80.0, [ActorEstimate("policy"), ActorEstimate("rollout")])
+    >>> host = DeviceCheck("host memory", 24.0, [ActorEstimate("reference")], gpus=0)
+    >>> placement_bundles([gpu, host], {"policy": {"num_cpus": 1}, "rollout": {"num_cpus": 0.5},
+    ...                                 "reference": {"num_cpus": 0.5}})
+    ([{'CPU': 1.5, 'GPU': 1}, {'CPU': 0.5}], {'policy': 0, 'rollout': 0, 'reference': 1})
+    """
+    bundles, bundle_of = [], {}
+    for index, device in enumerate(devices):
+        names = [actor.name for actor in device.actors]
+        # A bundle asks for something: an actor of no CPUs still needs a place to run.
+        bundle: dict[str, float] = {"CPU": max(sum(resources[name].get("num_cpus", 1.0) for name in names), 0.01)}
+        if device.gpus:
+            bundle["GPU"] = device.gpus
+        bundles.append(bundle)
+        bundle_of.update(dict.fromkeys(names, index))
+    return bundles, bundle_of
+
+
+@dataclass
+class Placement:
+    """Ray told to place the actors as the memory plan did: a placement group of one bundle
+    per planned device, each actor scheduled in its device's bundle (left to itself, Ray
+    packs fractional GPU shares its own way, and the plan checked another packing)."""
+
+    group: Any
+    bundle_of: dict[str, int]
+    resources: dict[str, dict[str, float]]
+
+    @classmethod
+    def create(cls, plan: MemoryPlan, resources: dict[str, dict[str, float]], timeout_s: float = 120) -> Placement:
+        import ray
+        from ray.exceptions import GetTimeoutError
+        from ray.util.placement_group import placement_group, remove_placement_group
+
+        bundles, bundle_of = placement_bundles(plan.devices, resources)
+        group = placement_group(bundles, strategy="PACK")
+        try:
+            ray.get(group.ready(), timeout=timeout_s)
+        except GetTimeoutError:
+            remove_placement_group(group)
+            raise RuntimeError(
+                f"Ray could not place the actors as the memory plan does within {timeout_s:g} s: bundles {bundles} "
+                f"on a cluster of {ray.cluster_resources()}; lower resources.* or add nodes"
+            ) from None
+        logger.info("placed %d actor(s) on %d device bundle(s): %s", len(bundle_of), len(bundles), bundles)
+        return cls(group, bundle_of, resources)
+
+    def remote(self, cls: type, name: str):
+        """`cls` as a Ray actor class scheduled in `name`'s bundle, with its resources."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=self.bundle_of[name])
+        return remote(cls, self.resources[name], scheduling_strategy=strategy)
+
+    def remove(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        remove_placement_group(self.group)

@@ -8,7 +8,7 @@ import time
 from ...train.config import RecipeConfig
 from ...train.data_order import batch_at
 from . import ray_env
-from .actor_groups import PolicyGroup
+from .actor_groups import PolicyGroup, peak_metrics, start_sft_policy
 from .plan import SFTPlan
 from .run import Run
 
@@ -21,17 +21,21 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
     run = Run(plan.run, config, resume, progress)
     ray_env.connect(plan.run.ray_address)
     ray_env.check_resources(plan.resources)
-    policy = PolicyGroup(plan, str(run.checkpoint or plan.model.path))
+    placement = ray_env.Placement.create(plan.memory, plan.resources)
     try:
-        if run.checkpoint is not None:
-            policy.load_training_state(str(run.checkpoint))
-        for step in run.steps():
-            metrics = {**sft_step(policy, plan, step), **policy.peak_memory()}
-            run.record(step + 1, metrics, {"loss": f"{metrics['loss']:.4f}"})
-            run.maybe_checkpoint(step + 1, policy.save_checkpoint)
-        run.save_final(policy.save_model)
-    finally:  # a crash or a stop frees the actors' resources
-        policy.kill()
+        policy = start_sft_policy(plan, str(run.checkpoint or plan.model.path), placement)
+        try:
+            if run.checkpoint is not None:
+                policy.load_training_state(str(run.checkpoint))
+            for step in run.steps():
+                metrics = {**sft_step(policy, plan, step), **peak_metrics({"policy": policy.peak_memory()})}
+                run.record(step + 1, metrics, {"loss": f"{metrics['loss']:.4f}"})
+                run.maybe_checkpoint(step + 1, policy.save_checkpoint)
+            run.save_final(policy.save_model)
+        finally:  # a crash or a stop frees the actors' resources
+            policy.kill()
+    finally:
+        placement.remove()
     final_loss = run.log.rows[-1]["loss"] if run.log.rows else None
     return run.finish(SFT_CURVES, "PA-SFT", {"final_loss": final_loss}, run_eval, progress)
 

@@ -43,7 +43,7 @@ def shard_by_tokens(lengths: Sequence[int], shards: int) -> list[list[int]]:
     first, each to the lightest group), in their original order within a group.
 
     >>> shard_by_tokens([5, 1, 4, 2, 3], 2)
-    [[0, 3, 4], [1, 2]]
+    [[0, 1, 3], [2, 4]]
     """
     groups: list[list[int]] = [[] for _ in range(shards)]
     load = [0] * shards

@@ -228,12 +228,17 @@ def gpus_per_node(config: RecipeConfig) -> int | None:
     return torch.cuda.device_count() or None
 
 
+def policy_section(stage: str) -> str:
+    """The config section of a stage's policy ranks."""
+    return "sft" if stage == "pa_sft" else "grpo"
+
+
 def check_gpu_count(plan: MemoryPlan, config: RecipeConfig, stage: str) -> str | None:
     """Why the plan's actors cannot be placed on one node's GPUs, naming the keys; None when they can."""
     node = gpus_per_node(config)
     if node is None or plan.gpu_count <= node:
         return None
-    section = "sft" if stage == "pa_sft" else "grpo"
+    section = policy_section(stage)
     workers = "" if stage == "pa_sft" else ", resources.num_reference_workers, resources.num_rollout_workers"
     return (
         f"the actors need {plan.gpu_count} GPUs and a node has {node} (memory.gpus_per_node): fewer ranks "
@@ -313,7 +318,7 @@ def _too_full_message(plan: MemoryPlan, device: DeviceCheck, config: RecipeConfi
     usable = HEADROOM * device.capacity
     state = sum(largest.parts.get(part, 0.0) for part in ("weights", "master_weights", "gradients", "optimizer"))
     detail = ", ".join(a.describe() for a in device.actors)
-    section = "sft" if stage == "pa_sft" else "grpo"
+    section = policy_section(stage)
     ranks = config.get(section)
     shard = (
         f"shard them over more GPUs: {section}.strategy=deepspeed with {section}.zero_stage=3 and a larger "

@@ -41,7 +41,7 @@ IDENTITY_KEYS = {
     "sc_grpo": ["seed", "model", "data.train", "data.grpo_train", "data.prompt", "data.shots", "grpo.init"]
     + [f"grpo.{k}" for k in ("steps", "prompts_per_step", "group_size", "ppo_epochs", "mini_batches", "lr")]
     + [f"grpo.{k}" for k in ("warmup_ratio", "clip", "beta", "temperature", "top_p", "max_new_tokens")]
-    + ["grpo.drop_no_signal", "grpo.grad_clip", "grpo.scorer", "resources.num_rollout_workers"]
+    + ["grpo.drop_no_signal", "grpo.grad_clip", "grpo.scorer"]
     + [f"grpo.{k}" for k in ("strategy", "world_size", "zero_stage")],
 }
 

@@ -86,13 +86,15 @@ def _time(function) -> float:
 
 
 def growth(make, score, small: int = 100_000) -> float:
-    """How much longer input of 10× the size takes (best of 2, each on fresh state): about
+    """How much longer input of 10× the size takes (best of 3, each on fresh state): about
     10 for linear work, about 100 for quadratic. A ratio measured in one run, so it holds
-    on a machine of any speed."""
+    on a machine of any speed; best of 3, since on a loaded machine (two test workers
+    beside a pip install on 2 cores) one slow run of the larger input made 32 of a
+    linear 10."""
     timings = []
     for size in (small, 10 * small):
         item = make(size)
-        timings.append(min(_time(lambda item=item: score(item)) for _ in range(2)))
+        timings.append(min(_time(lambda item=item: score(item)) for _ in range(3)))
     return timings[1] / max(timings[0], 1e-4)
 
 

@@ -117,10 +117,9 @@ def test_ray_places_the_actors_where_the_plan_did(one_gpu_ray, tiny_model_dir, s
     """Fractional GPU shares packed as the memory plan packed them: a placement group of its
     devices, each actor in its device's bundle."""
     plan = gpu_plan(tiny_model_dir, synthetic_records)
-    resources = {**plan.resources, "reference": {"num_cpus": 0.2, "num_gpus": 0.0}}
     devices = plan.memory.devices
     assert [d.device for d in devices] == ["GPU 0"] and plan.memory.gpu_count == 1
-    placement = ray_env.Placement.create(plan.memory, resources)
+    placement = ray_env.Placement.create(plan.memory, plan.resources)
 
     class Probe:
         def where(self) -> tuple[str, str | None]:

@@ -70,6 +70,8 @@ class PolicyActor(ModelActor):
     def join_group(self, spec: DistributedSpec) -> int:
         """Train as rank `spec.rank` of `spec.world_size` (DDP or DeepSpeed); all ranks
         must call it together. Returns the rank."""
+        if self._engine is not None:  # one built by an earlier use: its hooks must not fold into stale copies
+            self._engine.close()
         self._engine = build_engine(self.model, self.optimizer_settings, spec, master_weights=self.master_weights)
         return spec.rank
 
@@ -208,9 +210,8 @@ class PolicyActor(ModelActor):
             for tensor in (parameter.data, parameter.grad, getattr(parameter, "ds_tensor", None)):
                 add(tensor)
         if self._engine is not None:
-            optimizer = getattr(
-                self._engine.optimizer, "optimizer", self._engine.optimizer
-            )  # DeepSpeed's wraps torch's
+            engine_optimizer = self._engine.optimizer
+            optimizer = getattr(engine_optimizer, "optimizer", engine_optimizer)  # DeepSpeed's wraps torch's
             for group in optimizer.param_groups:
                 for parameter in group["params"]:
                     add(parameter)

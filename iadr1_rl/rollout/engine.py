@@ -54,6 +54,19 @@ def sample_seeds(seed: int, step: int, places: Sequence[int], group_size: int) -
     return [[sample_seed(seed, step, place, index) for index in range(group_size)] for place in places]
 
 
+def grouped(completions: Sequence[Completion], seeds: Sequence[Sequence[int]]) -> list[list[Completion]]:
+    """Completions made one per seed, in order, as one group per prompt.
+
+    >>> grouped(list("abcde"), [[1, 2], [3], [4, 5]])
+    [['a', 'b'], ['c'], ['d', 'e']]
+    """
+    out, start = [], 0
+    for per_prompt in seeds:
+        out.append(list(completions[start : start + len(per_prompt)]))
+        start += len(per_prompt)
+    return out
+
+
 class RolloutEngine(ABC):
     """Samples groups of completions and takes new weights in place."""
 

@@ -10,7 +10,7 @@ import torch
 from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig, generate_token_ids
 from ..models.loading import load_vlm
-from .engine import Completion, RolloutEngine
+from .engine import Completion, RolloutEngine, grouped
 from .weight_sync import checkpoint_named_parameters
 
 
@@ -37,7 +37,7 @@ class HFEngine(RolloutEngine):
             self._completion(tokens, None if logprobs is None else logprobs[row])
             for row, tokens in enumerate(new_tokens)
         ]
-        return [completions[i : i + group_size] for i in range(0, len(completions), group_size)]
+        return grouped(completions, seeds)
 
     def _completion(self, tokens: list[int], logprobs: list[float] | None) -> Completion:
         """The tokens up to and including the first end-of-turn (the rest is padding)."""

@@ -29,7 +29,7 @@ from ..memory.vllm_sizing import vllm_enforce_eager, vllm_memory_args
 from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig
 from ..models.processor import load_processor
-from .engine import Completion, RolloutEngine
+from .engine import Completion, RolloutEngine, grouped
 
 logger = logging.getLogger(__name__)
 
@@ -125,13 +125,12 @@ class VLLMEngine(RolloutEngine):
         # A request per completion with its own seed: with n samples of one seed, vLLM seeds
         # sample j with seed + j, which another prompt's seed may be (identical prompts then
         # drew identical completions).
-        requests, params, groups = [], [], []
+        requests, params = [], []
         for prompt, completion_seeds in zip(prompts, seeds):
             ids = collapse_placeholders(prompt.input_ids, self.image_token) if self.image_token else prompt.input_ids
             request = {"prompt_token_ids": ids}
             if prompt.images:
                 request["multi_modal_data"] = {"image": list(prompt.images)}
-            groups.append(len(completion_seeds))
             for seed in completion_seeds:
                 requests.append(request)
                 params.append(
@@ -154,12 +153,7 @@ class VLLMEngine(RolloutEngine):
         finally:
             if self.sleeps:
                 self.llm.sleep(level=1)
-        completions = [self._completion(output.outputs[0]) for output in outputs]
-        out, start = [], 0
-        for size in groups:
-            out.append(completions[start : start + size])
-            start += size
-        return out
+        return grouped([self._completion(output.outputs[0]) for output in outputs], seeds)
 
     def _completion(self, sample) -> Completion:
         token_ids = list(sample.token_ids)

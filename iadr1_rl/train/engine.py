@@ -70,8 +70,9 @@ class TrainEngine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: warmup_cosine(step, settings.total_steps, settings.warmup_steps)
         )
-        device = next(model.parameters()).device
-        self.scaler = loss_scaler(next(model.parameters()).dtype, device) if self.master is not None else None
+        first = next(model.parameters())
+        device = first.device
+        self.scaler = loss_scaler(first.dtype, device) if self.master is not None else None
         self.module: torch.nn.Module = ResponseLogprobs(model)
         if spec.strategy == "ddp":
             from torch.nn.parallel import DistributedDataParallel
@@ -98,6 +99,12 @@ class TrainEngine:
         """Around reading whole parameters (a weight sync): ZeRO-3 gathers its shards (a
         collective: every rank enters it); here they are whole."""
         return contextlib.nullcontext()
+
+    def close(self) -> None:
+        """Release what ties this engine to the model (master weights' gradient hooks),
+        before another engine takes the model over."""
+        if self.master is not None:
+            self.master.close()
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         """Around a micro-batch's forward and backward: under DDP the gradients are reduced

@@ -45,9 +45,16 @@ class MasterWeights:
     def __init__(self, parameters: Sequence[torch.nn.Parameter], fold_as_ready: bool = True) -> None:
         self.model_params = list(parameters)
         self.params = [torch.nn.Parameter(p.detach().to(torch.float32, copy=True)) for p in self.model_params]
+        self._hooks = []
         if fold_as_ready:
             for model_param, master in zip(self.model_params, self.params):
-                model_param.register_post_accumulate_grad_hook(partial(_fold, master))
+                self._hooks.append(model_param.register_post_accumulate_grad_hook(partial(_fold, master)))
+
+    def close(self) -> None:
+        """Stop folding the model's gradients (an engine that replaces this one keeps its own)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     def fold(self) -> None:
         """Every 16-bit gradient not yet added into its float32 one (all of them under DDP)."""

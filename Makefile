@@ -70,7 +70,7 @@ test-main: $(STAMP)
 
 # The vLLM engine's tests, in the environment vLLM is installed in.
 test-vllm: $(VLLM_STAMP)
-	RAY_AUTH_MODE=disabled $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/test_rollout_vllm.py
+	RAY_AUTH_MODE=disabled $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/test_rollout_vllm.py tests/test_weight_transport_vllm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

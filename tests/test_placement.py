@@ -88,7 +88,14 @@ def test_rollout_workers_on_a_gpu_are_ready_before_the_policy_and_reference_load
 ):
     events: list[str] = []
     monkeypatch.setattr(actor_groups.ray, "get", lambda refs: events.extend(refs))
-    plan = gpu_plan(tiny_model_dir, synthetic_records, "resources.num_rollout_workers=2", "rollout.sleep=true")
+    # (the object store: these stand-in actors have no transports to open; tests/test_weight_transport.py)
+    plan = gpu_plan(
+        tiny_model_dir,
+        synthetic_records,
+        "resources.num_rollout_workers=2",
+        "rollout.sleep=true",
+        "rollout.weight_transport=object_store",
+    )
     actors = actor_groups.GRPOActors.start(plan, str(tiny_model_dir), FakePlacement(events))
     assert len(actors.rollouts) == 2
     created_policy = events.index("create PolicyActor")

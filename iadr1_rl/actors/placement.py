@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..rollout.transport import Seat
+
 CPU = "cpu"
 
 
@@ -52,3 +54,11 @@ def visible_devices_env(num_gpus: float) -> dict[str, str]:
     ({'CUDA_VISIBLE_DEVICES': ''}, {})
     """
     return {"CUDA_VISIBLE_DEVICES": ""} if num_gpus == 0 else {}
+
+
+def current_seat() -> Seat:
+    """This process's node and the GPUs Ray assigned it (a weight transport needs to know
+    whether two actors share a GPU)."""
+    import ray
+
+    return Seat(ray.get_runtime_context().get_node_id(), tuple(str(g) for g in ray.get_gpu_ids()))

@@ -10,6 +10,7 @@ import torch
 
 from ..data.records import Record
 from ..models.encoding import encode_prompts
+from ..rollout.transport import Seat
 from ..rollout.weight_sync import DEFAULT_BUCKET_BYTES, WeightBucket, WeightSender, checkpoint_named_parameters
 from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
 from ..train.engine import OptimizerSettings, TrainEngine, build_engine
@@ -18,6 +19,7 @@ from ..train.micro_batches import split_evenly, token_budget_batches
 from ..train.precision import SIXTEEN_BIT
 from ..train.sequences import GRPOBatch, Sample, target_ids
 from .base import ModelActor
+from .placement import current_seat
 
 # The most padded tokens one training forward (and its backward) holds (memory.train_tokens).
 DEFAULT_TRAIN_TOKENS = 16384
@@ -51,6 +53,7 @@ class PolicyActor(ModelActor):
         self._sender: WeightSender | None = None
         self._sender_bytes = 0
         self._engine: TrainEngine | None = None  # built at first use, or by `join_group`
+        self._transfers: list = []  # (client, trainer half) per worker with a direct transport
 
     @property
     def engine(self) -> TrainEngine:
@@ -190,6 +193,41 @@ class PolicyActor(ModelActor):
             raise RuntimeError("weight_buckets() lays out the buckets before a sync")
         with self.engine.gathered(self._sender.parameters(index)):
             return self._sender.bucket(index, version) if self.engine.is_writer() else None
+
+    def seat(self) -> Seat:
+        """The node and GPUs this rank computes on (a weight transport is checked against it)."""
+        return current_seat()
+
+    def open_weight_transfer(
+        self,
+        worker,
+        name: str,
+        transport: str,
+        engine: str,
+        address: str,
+        port: int,
+        tensor_parallel: int = 1,
+        timeout_s: float = 300.0,
+        bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+    ) -> None:
+        """Join `transport` (ipc, nccl) to rollout worker `worker` (its actor handle; `name`
+        in errors) running `engine`; every rank calls it together (rank 0 sends, the others
+        gather their ZeRO-3 shards), `address:port` rank 0's for a broadcast's rendezvous."""
+        from ..rollout.transfer import ActorClient, CheckpointSource, open_trainer
+
+        source = CheckpointSource(checkpoint_named_parameters(self.model), self.engine.gathered, bucket_bytes)
+        client = ActorClient(worker, name, timeout_s)
+        rank = self.engine.spec.rank
+        self._transfers.append(
+            (client, open_trainer(transport, engine, rank, client, source, address, port, tensor_parallel))
+        )
+
+    def send_weights(self, version: int) -> None:
+        """Weight sync `version` over every direct transport opened (every rank calls it)."""
+        self.memory.mark()
+        for client, trainer in self._transfers:
+            client.version = version
+            trainer.send_weights()
 
     def state_bytes(self) -> int:
         """Bytes of the training state this rank holds: its weights (under ZeRO-3 its shard),

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig
 from ..rollout import Completion, build_engine
+from ..rollout.transport import Seat
 from ..rollout.weight_sync import WeightBucket, WeightReceiver
 from .base import start_actor
-from .placement import assigned_device
+from .placement import assigned_device, current_seat
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class RolloutActor:
     def ready(self) -> bool:
         return True
 
+    def seat(self) -> Seat:
+        """The node and GPUs this worker computes on (the transport is checked against it)."""
+        return current_seat()
+
     def describe(self) -> dict[str, str]:
         """Its engine and the device it computes on."""
         return {"engine": self.engine_name, "device": self.device}
@@ -61,3 +66,23 @@ class RolloutActor:
         """Take one bucket of a weight sync; after its last bucket, the version this worker
         now holds (which the driver checks against the one it sent), None before."""
         return self.weights.take(bucket, self.engine.load_weights, self.engine.finish_sync)
+
+    # A direct weight transport (`rollout.weight_transport` ipc or nccl): the trainer half
+    # (`rollout/transfer.py`, on the policy ranks) calls these four, then the driver asks
+    # `weights_version`.
+    def init_weight_transfer_engine(self, init_info: dict) -> None:
+        self.engine.init_transfer(init_info)
+
+    def start_weight_update(self) -> None:
+        self.engine.start_transfer()
+
+    def update_weights(self, update_info: dict) -> None:
+        self.engine.receive(update_info)
+
+    def finish_weight_update(self, version: int) -> int:
+        self.engine.finish_transfer()
+        return self.weights.hold(version)
+
+    def weights_version(self) -> int:
+        """The last sync version this worker took whole."""
+        return self.weights.version

@@ -147,6 +147,24 @@ LOCAL: dict[str, Handling] = {
     "rollout.max_model_len": Handling("vllm: the longest prompt + response it holds (null: the model's)"),
     "rollout.enforce_eager": Handling("vllm: no CUDA graphs or compilation (null: CUDA graphs on a GPU, eager on CPU)"),
     "rollout.sleep": Handling("vllm on a GPU: the engine frees its memory while the policy trains"),
+    "rollout.sleep_level": Handling(
+        "with rollout.sleep: 1 keeps the weights in host memory while asleep, 2 drops them (the sync refills them)",
+        refuse=_refuse_when(lambda v, c: v == 2 and not c.rollout.sleep, "sleep level 2 needs rollout.sleep=true"),
+    ),
+    "rollout.tensor_parallel_size": Handling(
+        "vllm: each engine over this many GPUs (its worker's resources.rollout.num_gpus)",
+        refuse=_refuse_when(
+            lambda v, c: v > 1 and (c.rollout.engine != "vllm" or c.resources.rollout.num_gpus != v),
+            "tensor parallelism needs rollout.engine=vllm and resources.rollout.num_gpus equal to it",
+        ),
+    ),
+    "rollout.weight_transport": Handling(
+        "how each sync reaches each worker (auto: ipc beside a policy rank, nccl to other GPUs, else object_store)",
+        refuse=_refuse_when(
+            lambda v, c: v in ("ipc", "nccl") and 0 in (c.resources.policy.num_gpus, c.resources.rollout.num_gpus),
+            "ipc and nccl send from GPU to GPU: resources.policy.num_gpus and resources.rollout.num_gpus must be > 0",
+        ),
+    ),
     "rollout.max_logprob_gap": Handling("the run stops when the engine's log-probs stray further from the policy's"),
     "rollout.sync_timeout_s": Handling("a weight sync's bound: an actor that does not answer in it stops the run"),
     "memory.train_tokens": Handling("the policy's micro-batches: the most padded tokens one training forward holds"),
@@ -234,8 +252,11 @@ OPENRLHF: dict[str, Handling] = {
             ("max_model_len", "openrlhf.max_len"),
             ("enforce_eager", "openrlhf.extra_args: --vllm.enforce_eager"),
             ("sleep", "openrlhf.colocate_all turns on its vLLM sleep"),
+            ("sleep_level", "openrlhf.colocate_all turns on its vLLM sleep"),
+            ("tensor_parallel_size", "openrlhf.vllm_tensor_parallel_size"),
         )
     },
+    "rollout.weight_transport": na("OpenRLHF syncs its engines itself (NCCL, or CUDA IPC when colocated)"),
     "rollout.max_logprob_gap": na("the OpenRLHF backend does not compare its engines' log-probs with the policy's"),
     "rollout.sync_timeout_s": na("OpenRLHF syncs its engines itself"),
     **{

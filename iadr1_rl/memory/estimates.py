@@ -296,7 +296,8 @@ def vllm_rollout_estimate(
 
 @dataclass
 class DeviceCheck:
-    """Actors that share one device, and what it holds."""
+    """Actors that share one device, and what it holds (an actor over several GPUs, a
+    tensor-parallel engine: what each of them holds)."""
 
     device: str
     capacity: float  # bytes

@@ -164,7 +164,11 @@ def _rollout_estimate(config: RecipeConfig, shape: ModelShape, work: Workload) -
     on_gpu = config.resources.rollout.num_gpus > 0
     told = vllm_memory_args(on_gpu, rollout.gpu_memory_utilization, rollout.kv_cache_gib)
     capacity = config.memory.device_gib * GIB if config.memory.device_gib else _this_machines_gpu()
-    return vllm_rollout_estimate(shape, work, told, capacity)
+    estimate = vllm_rollout_estimate(shape, work, told, capacity)
+    if rollout.tensor_parallel_size > 1:  # per GPU: weights, KV cache and activations split over them
+        parts = estimate.parts
+        estimate.parts = {k: v if k == "vllm_share" else v / rollout.tensor_parallel_size for k, v in parts.items()}
+    return estimate
 
 
 def _precision(config: RecipeConfig) -> str:

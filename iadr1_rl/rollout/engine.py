@@ -92,6 +92,24 @@ class RolloutEngine(ABC):
         (an engine that loads at once has nothing to do)."""
         return None
 
+    # A direct transport's four steps (`rollout.weight_transport` ipc or nccl), as vLLM's
+    # weight-transfer engines name them: the trainer half (`rollout/transfer.py`) calls them.
+    def init_transfer(self, init_info: dict) -> None:
+        """Join the trainer's transport (a broadcast's rendezvous, an IPC handshake)."""
+        raise NotImplementedError(f"{type(self).__name__} takes weights through the object store only")
+
+    def start_transfer(self) -> None:
+        """Before a sync's tensors arrive."""
+        return None
+
+    def receive(self, update_info: dict) -> None:
+        """Take the tensors `update_info` announces (all of a sync's, or a chunk of them)."""
+        raise NotImplementedError(f"{type(self).__name__} takes weights through the object store only")
+
+    def finish_transfer(self) -> None:
+        """After a sync's last tensor: the new weights are the ones that sample."""
+        self.finish_sync()
+
 
 # `rollout.engine` → "module:class" in this package, imported only when chosen.
 ENGINES = {"hf": "hf:HFEngine", "vllm": "vllm:VLLMEngine"}

@@ -25,6 +25,7 @@ class HFEngine(RolloutEngine):
         self.eos = set(eos if isinstance(eos, list) else [eos])
         # Syncs name parameters as checkpoints do (`weight_sync.checkpoint_named_parameters`).
         self.parameters = dict(checkpoint_named_parameters(self.model))
+        self._receiver = None  # a direct transport's half (`torch_transfer`), once joined
 
     @torch.no_grad()
     def generate(
@@ -54,3 +55,13 @@ class HFEngine(RolloutEngine):
                 if name not in self.parameters:
                     raise KeyError(f"the rollout model has no parameter {name!r}: policy and engine differ")
                 self.parameters[name].copy_(tensor)
+
+    def init_transfer(self, init_info: dict) -> None:
+        from .torch_transfer import receiver
+
+        self._receiver = receiver(init_info, self.model.device)
+
+    def receive(self, update_info: dict) -> None:
+        if self._receiver is None:
+            raise RuntimeError("init_transfer() joins the trainer's transport before weights arrive")
+        self._receiver.receive(update_info, self.load_weights)

@@ -7,13 +7,18 @@ place), the log-prob of every sampled token under the distribution it was drawn 
 (`logprobs_mode="processed_logprobs"`: after the temperature and the suppression of the
 image placeholders), and the finish reason.
 
-Weights are reloaded in place with vLLM's `reload_weights` (vLLM 0.31). A sync's buckets
-are held (zero-copy views of Ray's shared buffers) until its last one, then loaded in one
-call: vLLM reloads a layer only from all of its tensors at once, and a bucket boundary may
-fall inside one. The prefix, encoder and multimodal caches are reset after every sync.
+Weights through the object store are reloaded in place with vLLM's `reload_weights`
+(vLLM 0.31). A sync's buckets are held (zero-copy views of Ray's shared buffers) until its
+last one, then loaded in one call: vLLM reloads a layer only from all of its tensors at
+once, and a bucket boundary may fall inside one. On GPUs (`rollout.weight_transport` ipc or
+nccl) vLLM's own weight-transfer engine of that backend receives them instead
+(`init_weight_transfer_engine` … `finish_weight_update`). The prefix, encoder and
+multimodal caches are reset after every sync.
 
 On a GPU the engine can sleep (free its KV cache and weights' memory) while the policy
-trains and wake before sampling (`rollout.sleep`); on CPU vLLM has no sleep mode.
+trains and wake before sampling (`rollout.sleep`, `rollout.sleep_level`: `rollout/sleep.py`);
+on CPU vLLM has no sleep mode. `rollout.tensor_parallel_size` > 1 spreads one engine over
+that many GPUs (vLLM's multiprocessing executor inside the actor, which Ray gave them).
 Requires `make install-vllm` (vLLM cannot live beside the server extra's pins).
 """
 
@@ -30,6 +35,7 @@ from ..models.encoding import EncodedPrompt
 from ..models.generation import SamplingConfig
 from ..models.processor import load_processor
 from .engine import Completion, RolloutEngine, grouped
+from .sleep import SleepSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +83,10 @@ class VLLMEngine(RolloutEngine):
         kv_cache_gib: float | None = None,
         enforce_eager: bool | None = None,
         sleep: bool = False,
+        sleep_level: int = 1,
         images_per_prompt: int = 2,
+        tensor_parallel_size: int = 1,
+        weight_transport: str = "object_store",
         device: str = "cpu",
     ) -> None:
         if max_model_len is None:
@@ -106,14 +115,16 @@ class VLLMEngine(RolloutEngine):
             mm_processor_kwargs=pixels,
             enable_sleep_mode=sleep and on_gpu,
             **memory,
+            **engine_layout_args(tensor_parallel_size, weight_transport, on_gpu),
         )
         self.sleeps = sleep and on_gpu
+        self.schedule = SleepSchedule(sleep_level)
         config = self.llm.llm_engine.model_config.hf_config
         self.image_token = getattr(config, "image_token_id", None)
         self.suppressed = [t for t in (self.image_token, getattr(config, "video_token_id", None)) if t is not None]
         self._pending: list[tuple[str, torch.Tensor]] = []
         if self.sleeps:
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=self.schedule.start())
 
     def generate(
         self, prompts: Sequence[EncodedPrompt], sampling: SamplingConfig, seeds: Sequence[Sequence[int]]
@@ -147,12 +158,12 @@ class VLLMEngine(RolloutEngine):
                     )
                 )
         if self.sleeps:
-            self.llm.wake_up()
+            self._wake(self.schedule.before_generate())
         try:
             outputs = self.llm.generate(requests, params, use_tqdm=False)
         finally:
             if self.sleeps:
-                self.llm.sleep(level=1)
+                self.llm.sleep(level=self.schedule.after_generate())
         return grouped([self._completion(output.outputs[0]) for output in outputs], seeds)
 
     def _completion(self, sample) -> Completion:
@@ -168,15 +179,62 @@ class VLLMEngine(RolloutEngine):
 
     def finish_sync(self) -> None:
         weights, self._pending = self._pending, []
-        if self.sleeps:
-            self.llm.wake_up(tags=["weights"])
+        self._before_sync()
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self._after_sync()
+
+    # vLLM's weight-transfer engine (`rollout.weight_transport` ipc or nccl) receives them.
+    def init_transfer(self, init_info: dict) -> None:
+        self.llm.init_weight_transfer_engine({"init_info": init_info})
+
+    def start_transfer(self) -> None:
+        self._before_sync()
+        self.llm.start_weight_update()
+
+    def receive(self, update_info: dict) -> None:
+        self.llm.update_weights({"update_info": update_info})
+
+    def finish_transfer(self) -> None:
+        self.llm.finish_weight_update()
+        self._after_sync()
+
+    def _before_sync(self) -> None:
+        if self.sleeps:
+            self._wake(self.schedule.before_sync())
+
+    def _after_sync(self) -> None:
         # Nothing computed with the old weights may be served again.
         self.llm.reset_prefix_cache()
         self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_mm_cache()
-        if self.sleeps:
-            self.llm.sleep(level=1)
+        self.schedule.after_sync()  # the weights stay awake: sampling comes next
+
+    def _wake(self, tags: list[str]) -> None:
+        if tags:
+            self.llm.wake_up(tags=tags)
+
+
+def engine_layout_args(tensor_parallel_size: int, weight_transport: str, on_gpu: bool) -> dict:
+    """vLLM's arguments for its GPUs and its weight transport.
+
+    >>> engine_layout_args(2, "nccl", True)
+    {'tensor_parallel_size': 2, 'distributed_executor_backend': 'mp', 'weight_transfer_config': {'backend': 'nccl'}}
+    >>> engine_layout_args(1, "object_store", False)
+    {}
+    """
+    if not on_gpu and (tensor_parallel_size > 1 or weight_transport != "object_store"):
+        raise ValueError(
+            f"rollout.tensor_parallel_size={tensor_parallel_size}, rollout.weight_transport={weight_transport}: "
+            "the engine is on the CPU (one process, weights through the object store)"
+        )
+    args: dict = {}
+    if tensor_parallel_size > 1:
+        # Workers as processes of this actor, on the GPUs Ray gave it (its own executor
+        # would look for a placement group of its own).
+        args.update(tensor_parallel_size=tensor_parallel_size, distributed_executor_backend="mp")
+    if weight_transport != "object_store":
+        args["weight_transfer_config"] = {"backend": weight_transport}
+    return args
 
 
 def keep_cpu_linear_weights() -> None:

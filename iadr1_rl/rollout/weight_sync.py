@@ -150,3 +150,10 @@ class WeightReceiver:
             finish()
         self.version = bucket.version
         return self.version
+
+    def hold(self, version: int) -> int:
+        """A version taken whole another way (a direct transport's last step)."""
+        if version <= self.version:
+            raise WeightSyncError(f"weight sync {version} after version {self.version}: versions only grow")
+        self.version = version
+        return version

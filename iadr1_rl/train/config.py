@@ -142,6 +142,17 @@ class RolloutConfig(Section):
         None, description="vllm: true: no CUDA graphs (faster start, slower steps); null: CUDA graphs on a GPU only"
     )
     sleep: bool = Field(False, description="vllm on a GPU: free its memory while the policy trains (colocation)")
+    sleep_level: Literal[1, 2] = Field(
+        1, description="with sleep: 1 keeps the weights in host memory; 2 drops them (the next sync refills them)"
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vllm: GPUs per engine (resources.rollout.num_gpus the same, whole GPUs)"
+    )
+    weight_transport: Literal["auto", "object_store", "ipc", "nccl"] = Field(
+        "auto",
+        description="how syncs reach each worker: ipc beside a policy rank, nccl on other GPUs, object_store "
+        "(host memory; the CPU's); auto: the first that can work",
+    )
     max_logprob_gap: float = Field(
         1.0, gt=0, description="stop when the engine's log-probs differ from the policy's by more (mean per token)"
     )

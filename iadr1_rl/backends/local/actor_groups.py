@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
@@ -22,6 +22,7 @@ import ray
 from ...actors import PolicyActor, ReferenceActor, RolloutActor
 from ...data.records import Record
 from ...memory.estimates import GIB
+from ...rollout.transport import check_seats
 from ...rollout.weight_sync import DEFAULT_BUCKET_BYTES, WeightSyncError
 from ...train.losses import PPOSettings
 from ...train.sequences import GRPOBatch, Sample
@@ -224,6 +225,8 @@ class GRPOActors:
     references: list
     rollouts: list
     weights_version: int = 0  # syncs sent to the rollout workers
+    # Each rollout worker's weight transport, in order (empty: all through the object store).
+    transports: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls, plan: GRPOPlan, policy_path: str, placement: ray_env.Placement) -> GRPOActors:
@@ -239,8 +242,12 @@ class GRPOActors:
                 )
             if name.startswith("reference"):
                 return placement.remote(ReferenceActor, name).remote(**model.actor_kwargs(plan.init))
+            # vLLM is built for its transport (its weight-transfer engine is part of the engine).
+            transport = {"weight_transport": plan.transports[name]} if plan.rollout_engine == "vllm" else {}
             return placement.remote(RolloutActor, name).remote(
-                **model.rollout_kwargs(policy_path), engine=plan.rollout_engine, engine_options=plan.rollout_options
+                **model.rollout_kwargs(policy_path),
+                engine=plan.rollout_engine,
+                engine_options={**plan.rollout_options, **transport},
             )
 
         started: dict[str, Any] = {}
@@ -252,13 +259,46 @@ class GRPOActors:
                 logger.info("started %s", ", ".join(stage))
             policy = PolicyGroup(plan.ranks, [started[name] for name in plan.ranks.names()])
             policy.join()
+            references = [started[name] for name in plan.resources if name.startswith("reference")]
+            names = [name for name in plan.resources if name.startswith("rollout")]
+            actors = cls(
+                policy, references, [started[name] for name in names], transports=[plan.transports[n] for n in names]
+            )
+            actors.open_transports(plan, names)
         except BaseException:
             for handle in started.values():
                 ray.kill(handle)
             raise
-        references = [started[name] for name in plan.resources if name.startswith("reference")]
-        rollouts = [started[name] for name in plan.resources if name.startswith("rollout")]
-        return cls(policy, references, rollouts)
+        return actors
+
+    def open_transports(self, plan: GRPOPlan, names: list[str]) -> None:
+        """The direct weight transports (ipc, nccl) the plan chose, once the devices Ray gave
+        are checked to allow them; every policy rank joins each (rank 0 sends)."""
+        direct = [i for i, transport in enumerate(self.transports) if transport != "object_store"]
+        if not direct:
+            return
+        tp = plan.rollout_options.get("tensor_parallel_size", 1)
+        seats = dict(
+            zip([*plan.ranks.names(), *names], ray.get([a.seat.remote() for a in (*self.policy.ranks, *self.rollouts)]))
+        )
+        check_seats(dict(zip(names, self.transports)), seats, plan.ranks.names(), plan.rollout_engine, tp)
+        for i in direct:
+            address, port = ray.get(self.policy.ranks[0].rendezvous.remote())
+            refs = [
+                rank.open_weight_transfer.remote(
+                    self.rollouts[i],
+                    names[i],
+                    self.transports[i],
+                    plan.rollout_engine,
+                    address,
+                    port,
+                    tp,
+                    plan.sync_timeout_s,
+                )
+                for rank in self.policy.ranks
+            ]
+            answered(refs, [f"policy rank {r}" for r in range(len(refs))], 0, plan.sync_timeout_s)
+            logger.info("weights to %s by %s", names[i], self.transports[i])
 
     def all(self) -> list:
         return [*self.policy.ranks, *self.references, *self.rollouts]
@@ -274,18 +314,38 @@ class GRPOActors:
         `timeout_s` (a worker, or a rank gathering its shards) stops it too, named."""
         self.weights_version += 1
         version = self.weights_version
+        transports = self.transports or ["object_store"] * len(self.rollouts)
+        direct = [i for i, transport in enumerate(transports) if transport != "object_store"]
+        stored = [i for i in range(len(self.rollouts)) if i not in direct]
+        held: dict[int, int | None] = {}
+        if direct:  # the ranks send over every direct transport, then each worker says what it holds
+            ranks = [f"policy rank {r}" for r in range(len(self.policy.ranks))]
+            # Each call a rank makes is bounded by timeout_s and names its worker: wait longer here.
+            sends = [rank.send_weights.remote(version) for rank in self.policy.ranks]
+            answered(sends, ranks, version, timeout_s, wait_s=2 * timeout_s)
+            versions = [self.rollouts[i].weights_version.remote() for i in direct]
+            held.update(zip(direct, answered(versions, [f"rollout worker {i}" for i in direct], version, timeout_s)))
+        if stored:
+            held.update(zip(stored, self._sync_through_object_store(stored, version, bucket_bytes, timeout_s)))
+        check_versions(version, [held[i] for i in range(len(self.rollouts))])
+
+    def _sync_through_object_store(
+        self, workers: list[int], version: int, bucket_bytes: int, timeout_s: float
+    ) -> list[int | None]:
+        """Sync `version` to `workers` (indices) in buckets through the object store; the
+        versions they then hold."""
         count = self.policy.weight_buckets(bucket_bytes)
         # Waited for together: rank 0 making the bucket, the workers taking it, the other ranks gathering.
-        names = ["policy rank 0", *(f"rollout worker {i}" for i in range(len(self.rollouts)))]
+        names = ["policy rank 0", *(f"rollout worker {i}" for i in workers)]
         names += [f"policy rank {r}" for r in range(1, len(self.policy.ranks))]
         in_flight: list[list] = []
         for index in range(count):
             bucket, gathering = self.policy.weight_bucket(index, version)
-            in_flight.append([bucket, *(worker.load_weights.remote(bucket) for worker in self.rollouts), *gathering])
+            taking = [self.rollouts[i].load_weights.remote(bucket) for i in workers]
+            in_flight.append([bucket, *taking, *gathering])
             if len(in_flight) > 1:  # bounded memory: bucket i + 1 is made while workers take i
                 answered(in_flight.pop(0), names, version, timeout_s)
-        held = answered(in_flight[-1], names, version, timeout_s)[1 : 1 + len(self.rollouts)]
-        check_versions(version, held)
+        return answered(in_flight[-1], names, version, timeout_s)[1 : 1 + len(workers)]
 
     def peak_memory(self) -> dict[str, float]:
         """Each kind of actor's largest peak memory since the last call, in GiB."""
@@ -324,10 +384,11 @@ def start_order(resources: dict[str, dict[str, float]]) -> list[list[str]]:
     return [rollouts + others]
 
 
-def answered(refs: list, names: list[str], version: int, timeout_s: float) -> list:
+def answered(refs: list, names: list[str], version: int, timeout_s: float, wait_s: float | None = None) -> list:
     """The results of a sync's calls, or a WeightSyncError naming the actors that did not
-    answer within `timeout_s` (a hung engine or rank ends the run instead of hanging it)."""
-    _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    answer within `timeout_s` (a hung engine or rank ends the run instead of hanging it);
+    `wait_s` waits longer for calls made of several bounded ones."""
+    _, pending = ray.wait(refs, num_returns=len(refs), timeout=wait_s or timeout_s)
     if pending:
         late = [name for ref, name in zip(refs, names) if ref in pending]
         raise WeightSyncError(

@@ -43,7 +43,9 @@ def evaluation_placement(config: RecipeConfig, stage: str) -> dict[str, Any]:
     resources = config.resources
     num_gpus = max(resources.policy.num_gpus, resources.rollout.num_gpus)
     if stage == "sc_grpo":
-        engine, options, num_cpus = config.rollout.engine, rollout_options(config), resources.rollout.num_cpus
+        # Awake throughout: it samples batch after batch with no sync between (sleep level 2 would drop its weights).
+        options = {**rollout_options(config), "sleep": False} if config.rollout.engine == "vllm" else {}
+        engine, num_cpus = config.rollout.engine, resources.rollout.num_cpus
     else:
         engine, options, num_cpus = "hf", {}, resources.policy.num_cpus
     return {"engine": engine, "engine_options": options, "resources": {"num_cpus": num_cpus, "num_gpus": num_gpus}}

@@ -19,6 +19,7 @@ from ...memory.estimates import MemoryPlan
 from ...memory.plan import check_memory
 from ...models.generation import SamplingConfig
 from ...models.loading import check_model_dir
+from ...rollout.transport import TransportError, planned_seats, planned_transports
 from ...train.config import PolicyRanks, RecipeConfig
 from ...train.distributed import DistributedSpec
 from ...train.engine import OptimizerSettings
@@ -194,6 +195,7 @@ class GRPOPlan(_PlanWithRecords):
     rollout_workers: int
     rollout_engine: str
     rollout_options: dict[str, Any]  # the engine's own settings (rollout.*)
+    transports: dict[str, str]  # each rollout worker's weight transport (`rollout/transport.py`)
     max_logprob_gap: float
     sync_timeout_s: float
     resources: dict[str, dict[str, float]]
@@ -208,6 +210,19 @@ class GRPOPlan(_PlanWithRecords):
         workers = config.resources.num_rollout_workers
         references = config.resources.num_reference_workers
         ranks = RanksPlan.of(grpo)
+        memory = check_memory(config, "sc_grpo")
+        rollout_names = worker_names("rollout", workers)
+        try:
+            transports = planned_transports(
+                config.rollout.weight_transport,
+                planned_seats(memory.devices),
+                ranks.names(),
+                rollout_names,
+                config.rollout.engine,
+                config.rollout.tensor_parallel_size,
+            )
+        except TransportError as error:
+            raise ValueError(f"{error} (as the memory plan places the actors: resources.*)") from None
         return cls(
             run=run_plan(config, "sc_grpo", Path(grpo.output or Path(config.run_dir) / "sc_grpo"), grpo.steps),
             model=model_plan(config, init, deepspeed=grpo.strategy == "deepspeed"),
@@ -232,14 +247,15 @@ class GRPOPlan(_PlanWithRecords):
             rollout_workers=workers,
             rollout_engine=config.rollout.engine,
             rollout_options=rollout_options(config),
+            transports=transports,
             max_logprob_gap=config.rollout.max_logprob_gap,
             sync_timeout_s=config.rollout.sync_timeout_s,
             resources={
                 **{name: placement(config, "policy") for name in ranks.names()},
                 **{name: placement(config, "reference") for name in worker_names("reference", references)},
-                **{name: placement(config, "rollout") for name in worker_names("rollout", workers)},
+                **{name: placement(config, "rollout") for name in rollout_names},
             },
-            memory=check_memory(config, "sc_grpo"),
+            memory=memory,
         )
 
 
@@ -254,6 +270,8 @@ def rollout_options(config: RecipeConfig) -> dict[str, Any]:
         "max_model_len": rollout.max_model_len,
         "enforce_eager": rollout.enforce_eager,
         "sleep": rollout.sleep,
+        "sleep_level": rollout.sleep_level,
+        "tensor_parallel_size": rollout.tensor_parallel_size,
         "images_per_prompt": config.data.shots + 1,
     }
 

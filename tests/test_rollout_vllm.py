@@ -1,7 +1,8 @@
 """The vLLM rollout engine on CPU (tiny Qwen2-VL, float32), in .venv-vllm (`make test-vllm`):
 its sampling log-probs equal the policy's forward at the same weights, and again after a
 policy step and a bucketed weight sync; SC-GRPO with rollout.engine=vllm trains, logs a
-near-zero rollout_logprob_gap and time_sync, and resumes after SIGKILL."""
+near-zero rollout_logprob_gap and time_sync, resumes after SIGKILL, and goes on with a new
+engine after its engine's process is killed."""
 
 from __future__ import annotations
 
@@ -176,19 +177,47 @@ def test_sc_grpo_with_vllm_trains_logs_the_gap_and_resumes_after_sigkill(tmp_pat
     assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
 
 
-def test_sc_grpo_on_two_zero3_ranks_syncs_gathered_weights_into_vllm(tmp_path, formatted_model, synthetic_records):
+def test_sc_grpo_on_two_zero3_ranks_syncs_gathered_weights_into_vllm_and_a_new_engine(
+    tmp_path, formatted_model, synthetic_records
+):
     """The policy as two DeepSpeed ZeRO-3 ranks (gloo): every bucket of every sync is gathered
-    from the shards and sent by rank 0; the engine's log-probs stay the policy's every step."""
+    from the shards and sent by rank 0; the engine's log-probs stay the policy's every step,
+    also after its process is killed in step 2 and a new engine, started in its place, took
+    its first sync (the step redone with the same seeds)."""
+    import psutil
+
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     base = grpo_overrides(tmp_path, formatted_model, synthetic_records)
     ranks = ["grpo.strategy=deepspeed", "grpo.zero_stage=3", "grpo.world_size=2", "grpo.steps=2"]
-    done = subprocess.run(recipe(*base, *ranks), env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    process = subprocess.Popen(
+        recipe(*base, *ranks),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    metrics = tmp_path / "grpo" / "metrics.jsonl"
+    deadline = time.monotonic() + 600
+    while not (metrics.is_file() and metrics.read_text().strip()) and process.poll() is None:
+        assert time.monotonic() < deadline, "step 1 did not end"
+        time.sleep(0.2)
+    engines = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if os.getsid(p.pid) == process.pid and " ".join(p.info["cmdline"] or []).startswith("ray::RolloutActor")
+    ]
+    assert len(engines) == 1, process.communicate()[1][-3000:] if process.poll() is not None else engines
+    engines[0].kill()  # during step 2
+    _, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-3000:]
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:
         assert row["rollout_logprob_gap"] <= 1e-3, row
+    events = [json.loads(line) for line in (tmp_path / "grpo" / "events.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["lost"]) for e in events] == [("actor_restart", "rollout worker 0")]
 
 
 def test_the_evaluation_backend_generates_greedily_as_hf_does(engine, formatted_model, records):

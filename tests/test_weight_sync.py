@@ -106,7 +106,7 @@ def test_a_sync_an_engine_never_answers_ends_within_its_bound(ray_session, tiny_
     try:
         ray.get([policy.ready.remote(), hung.ready.remote()])
         started = time.monotonic()
-        late = r"rollout worker 0 did not answer within rollout\.sync_timeout_s=3 s"
+        late = r"rollout worker 0 was lost: did not answer within rollout\.sync_timeout_s=3 s \(weight sync 1\)"
         with pytest.raises(WeightSyncError, match=late):
             actors.sync_weights(bucket_bytes=1_000_000, timeout_s=3)
         assert time.monotonic() - started < 30

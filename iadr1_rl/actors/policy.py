@@ -53,7 +53,7 @@ class PolicyActor(ModelActor):
         self._sender: WeightSender | None = None
         self._sender_bytes = 0
         self._engine: TrainEngine | None = None  # built at first use, or by `join_group`
-        self._transfers: list = []  # (client, trainer half) per worker with a direct transport
+        self._transfers: dict[int, tuple] = {}  # rollout worker index → (client, trainer half)
 
     @property
     def engine(self) -> TrainEngine:
@@ -209,23 +209,27 @@ class PolicyActor(ModelActor):
         tensor_parallel: int = 1,
         timeout_s: float = 300.0,
         bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+        slot: int = 0,
     ) -> None:
         """Join `transport` (ipc, nccl) to rollout worker `worker` (its actor handle; `name`
         in errors) running `engine`; every rank calls it together (rank 0 sends, the others
-        gather their ZeRO-3 shards), `address:port` rank 0's for a broadcast's rendezvous."""
+        gather their ZeRO-3 shards), `address:port` rank 0's for a broadcast's rendezvous.
+        `slot` is the worker's index: a worker started again in its place replaces it."""
         from ..rollout.transfer import ActorClient, CheckpointSource, open_trainer
 
         source = CheckpointSource(checkpoint_named_parameters(self.model), self.engine.gathered, bucket_bytes)
         client = ActorClient(worker, name, timeout_s)
         rank = self.engine.spec.rank
-        self._transfers.append(
-            (client, open_trainer(transport, engine, rank, client, source, address, port, tensor_parallel))
+        self._transfers[slot] = (
+            client,
+            open_trainer(transport, engine, rank, client, source, address, port, tensor_parallel),
         )
 
     def send_weights(self, version: int) -> None:
         """Weight sync `version` over every direct transport opened (every rank calls it)."""
         self.memory.mark()
-        for client, trainer in self._transfers:
+        for slot in sorted(self._transfers):
+            client, trainer = self._transfers[slot]
             client.version = version
             trainer.send_weights()
 

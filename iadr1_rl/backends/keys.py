@@ -174,6 +174,13 @@ LOCAL: dict[str, Handling] = {
     "memory.gpus_per_node": Handling("the GPUs the plan may place the actors on (null: this machine's)"),
     "checkpoint.every": Handling("steps between checkpoints"),
     "checkpoint.keep": Handling("checkpoints kept (0: all)"),
+    "resilience.max_actor_restarts": Handling(
+        "SC-GRPO: a lost rollout or reference worker is started again this many times (the step redone)"
+    ),
+    "resilience.max_run_restarts": Handling(
+        "SC-GRPO: after a lost policy rank, the run goes on from its last checkpoint this many times"
+    ),
+    "resilience.call_timeout_s": Handling("SC-GRPO: the bound of every call a step waits on (past it: lost)"),
     "eval.batch_size": Handling("generation batch of the evaluation"),
     "eval.max_new_tokens": Handling("completion length of the evaluation"),
     **{key: na(OPENRLHF_ONLY) for key in config_keys() if key.startswith("openrlhf.")},
@@ -272,6 +279,10 @@ OPENRLHF: dict[str, Handling] = {
     },
     "checkpoint.every": Handling("--ckpt.save_steps"),
     "checkpoint.keep": Handling("--ckpt.max_num (0: every checkpoint)"),
+    **{
+        f"resilience.{key}": na("the local backend's: OpenRLHF's job ends when one of its actors is lost")
+        for key in ("max_actor_restarts", "max_run_restarts", "call_timeout_s")
+    },
     "eval.batch_size": na(NO_EVAL),
     "eval.max_new_tokens": na(NO_EVAL),
     "openrlhf.num_nodes": launch_key("--actor.num_nodes, --ref.num_nodes", "openrlhf.num_nodes"),
@@ -296,7 +307,7 @@ OPENRLHF: dict[str, Handling] = {
 
 BACKENDS = {"local": LOCAL, "openrlhf": OPENRLHF}
 # Keys a stage does not read (the local table covers both recipes).
-STAGE_OF = {"sft.": "pa_sft", "grpo.": "sc_grpo", "rollout.": "sc_grpo"}
+STAGE_OF = {"sft.": "pa_sft", "grpo.": "sc_grpo", "rollout.": "sc_grpo", "resilience.": "sc_grpo"}
 
 
 def _stage(key: str) -> str | None:

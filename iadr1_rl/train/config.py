@@ -184,6 +184,20 @@ class CheckpointConfig(Section):
     keep: int = Field(2, ge=0, description="0: keep every checkpoint")
 
 
+class ResilienceConfig(Section):
+    """What a local SC-GRPO run survives (docs/training.md, "Faults")."""
+
+    max_actor_restarts: int = Field(
+        3, ge=0, description="new starts of one rollout worker or reference worker in a run; past it the run stops"
+    )
+    max_run_restarts: int = Field(
+        2, ge=0, description="restarts from the last checkpoint in one command after a policy rank is lost"
+    )
+    call_timeout_s: float = Field(
+        1800.0, gt=0, description="the bound of every call a step waits on; an actor past it is treated as lost"
+    )
+
+
 class EvalConfig(Section):
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(512, ge=1)
@@ -218,6 +232,7 @@ class RecipeConfig(Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig)
 

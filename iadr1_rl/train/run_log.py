@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,18 @@ class RunLogger:
                 if math.isfinite(float(value)):
                     self._writer.add_scalar(key, float(value), step)
             self._writer.flush()
+
+    def event(self, step: int, kind: str, **fields: Any) -> dict[str, Any]:
+        """Something that happened to the run (a restart): a line in `events.jsonl` beside
+        the metrics, and a text entry in TensorBoard at `step`."""
+        row = {"event": kind, "step": step, "time": time.time(), **fields}
+        with (self.directory / "events.jsonl").open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        if self._writer is not None:
+            text = ", ".join(f"{key}: {value}" for key, value in fields.items())
+            self._writer.add_text(kind, text, step)
+            self._writer.flush()
+        return row
 
     def close(self) -> None:
         if self._writer is not None:

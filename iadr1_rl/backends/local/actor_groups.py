@@ -28,11 +28,14 @@ from ...train.losses import PPOSettings
 from ...train.sequences import GRPOBatch, Sample
 from . import ray_env
 from .plan import GRPOPlan, RanksPlan
+from .resilience import ActorLost, ActorRef, wait_for
 
 logger = logging.getLogger(__name__)
 
 # How long a weight sync's calls may take before the actor that did not answer is named.
 DEFAULT_SYNC_TIMEOUT_S = 300.0
+# How long any other call a step waits on may take (resilience.call_timeout_s).
+DEFAULT_CALL_TIMEOUT_S = 1800.0
 
 # Metrics of a rank's GRPO update that are its share of the whole update's token mean:
 # the group's value is their sum (`PolicyActor.grpo_step`).
@@ -62,39 +65,48 @@ def sample_tokens(sample: Sample) -> int:
 class PendingLogprobs:
     """Log-probs computed in shards on several actors, put back in the samples' order."""
 
-    def __init__(self, shards: list[list[int]], refs: list, count: int) -> None:
-        self.shards, self.refs, self.count = shards, refs, count
+    def __init__(
+        self, shards: list[list[int]], refs: list, count: int, actors: list[ActorRef], timeout_s: float
+    ) -> None:
+        self.shards, self.refs, self.count, self.actors, self.timeout_s = shards, refs, count, actors, timeout_s
 
     def result(self) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in range(self.count)]
-        for shard, values in zip(self.shards, ray.get(self.refs)):
+        for shard, values in zip(self.shards, wait_for(self.refs, self.actors, self.timeout_s)):
             for index, row in zip(shard, values):
                 out[index] = row
         return out
 
 
-def sharded_logprobs(actors: list, samples: list[Sample], temperature: float, every_actor: bool) -> PendingLogprobs:
-    """Each actor's `response_logprobs` on its share of `samples` (by tokens). With
-    `every_actor` (policy ranks: a sharded model computes collectively) an actor given no
-    samples still runs one, whose result is dropped."""
+def sharded_logprobs(
+    actors: list, kind: str, samples: list[Sample], temperature: float, every_actor: bool, timeout_s: float
+) -> PendingLogprobs:
+    """Each actor's (of `kind`) `response_logprobs` on its share of `samples` (by tokens).
+    With `every_actor` (policy ranks: a sharded model computes collectively) an actor given
+    no samples still runs one, whose result is dropped."""
     shards = shard_by_tokens([sample_tokens(s) for s in samples], len(actors))
-    kept, refs = [], []
-    for actor, shard in zip(actors, shards):
+    kept, refs, asked = [], [], []
+    for index, (actor, shard) in enumerate(zip(actors, shards)):
         if shard:
             kept.append(shard)
             refs.append(actor.response_logprobs.remote([samples[i] for i in shard], temperature))
         elif every_actor and samples:
             kept.append([])
             refs.append(actor.response_logprobs.remote(samples[:1], temperature))
-    return PendingLogprobs(kept, refs, len(samples))
+        else:
+            continue
+        asked.append(ActorRef(kind, index))
+    return PendingLogprobs(kept, refs, len(samples), asked, timeout_s)
 
 
 class PolicyGroup:
     """`ranks.world_size` PolicyActor ranks, each with `resources` (rank names to resources),
     made by `build(rank_name)` (a Ray actor handle, not yet ready)."""
 
-    def __init__(self, ranks: RanksPlan, handles: list, micro_batches: int = 1) -> None:
-        self.plan, self.ranks, self.micro_batches = ranks, handles, micro_batches
+    def __init__(
+        self, ranks: RanksPlan, handles: list, micro_batches: int = 1, timeout_s: float = DEFAULT_CALL_TIMEOUT_S
+    ) -> None:
+        self.plan, self.ranks, self.micro_batches, self.timeout_s = ranks, handles, micro_batches, timeout_s
 
     @classmethod
     def start(cls, ranks: RanksPlan, build: Callable[[str], Any], micro_batches: int = 1) -> PolicyGroup:
@@ -108,9 +120,9 @@ class PolicyGroup:
         """The ranks join one process group (all must enter the rendezvous together)."""
         if self.plan.strategy == "none":
             return
-        address, port = ray.get(self.ranks[0].rendezvous.remote())
+        address, port = self._wait([self.ranks[0].rendezvous.remote()])[0]
         specs = [self.plan.spec(rank, address, port) for rank in range(self.plan.world_size)]
-        ray.get([actor.join_group.remote(spec) for actor, spec in zip(self.ranks, specs)])
+        self._wait([actor.join_group.remote(spec) for actor, spec in zip(self.ranks, specs)])
         logger.info(
             "policy: %d rank(s), %s (ZeRO %d) at %s:%d",
             self.plan.world_size,
@@ -120,15 +132,19 @@ class PolicyGroup:
             port,
         )
 
+    def _wait(self, refs: list) -> list[Any]:
+        """The ranks' answers (one per rank, in order; fewer: the first ranks'), bounded."""
+        return wait_for(refs, [ActorRef("policy", r) for r in range(len(refs))], self.timeout_s)
+
     def _all(self, method: str, *args: Any) -> list[Any]:
-        return ray.get([getattr(rank, method).remote(*args) for rank in self.ranks])
+        return self._wait([getattr(rank, method).remote(*args) for rank in self.ranks])
 
     # ------------------------------------------------------------------ steps
     def sft_step(self, records: Sequence[Record]) -> dict[str, float]:
         """One step over `records`, rank r taking records[r::world]; loss is the token
         mean over all ranks, learning rate and gradient norm rank 0's."""
         world = len(self.ranks)
-        results = ray.get(
+        results = self._wait(
             [rank.sft_step.remote(list(records[r::world]), self.micro_batches) for r, rank in enumerate(self.ranks)]
         )
         tokens = sum(r["tokens"] for r in results)
@@ -145,7 +161,7 @@ class PolicyGroup:
         for rank, shard in zip(self.ranks, shards):
             part = shard or [0]
             futures.append(rank.grpo_step.remote(shard_of(update, part, total, weight=1.0 if shard else 0.0), ppo))
-        results = ray.get(futures)
+        results = self._wait(futures)
         metrics = {**results[0]}
         for key in ADDITIVE:
             if key in metrics:
@@ -154,7 +170,7 @@ class PolicyGroup:
         return metrics
 
     def response_logprobs(self, samples: list[Sample], temperature: float) -> PendingLogprobs:
-        return sharded_logprobs(self.ranks, samples, temperature, every_actor=True)
+        return sharded_logprobs(self.ranks, "policy", samples, temperature, True, self.timeout_s)
 
     # ------------------------------------------------------------ weights, files
     def weight_buckets(self, bucket_bytes: int) -> int:
@@ -227,6 +243,9 @@ class GRPOActors:
     weights_version: int = 0  # syncs sent to the rollout workers
     # Each rollout worker's weight transport, in order (empty: all through the object store).
     transports: list[str] = field(default_factory=list)
+    timeout_s: float = DEFAULT_CALL_TIMEOUT_S  # resilience.call_timeout_s
+    plan: GRPOPlan | None = None  # what `replace` and the direct transports start from
+    build: Callable[[str], Any] | None = None  # a new actor by its name in the plan
 
     @classmethod
     def start(cls, plan: GRPOPlan, policy_path: str, placement: ray_env.Placement) -> GRPOActors:
@@ -257,61 +276,107 @@ class GRPOActors:
                 started.update(handles)
                 ray.get([handle.ready.remote() for handle in handles.values()])
                 logger.info("started %s", ", ".join(stage))
-            policy = PolicyGroup(plan.ranks, [started[name] for name in plan.ranks.names()])
+            ranks = [started[name] for name in plan.ranks.names()]
+            policy = PolicyGroup(plan.ranks, ranks, timeout_s=plan.call_timeout_s)
             policy.join()
-            references = [started[name] for name in plan.resources if name.startswith("reference")]
-            names = [name for name in plan.resources if name.startswith("rollout")]
             actors = cls(
-                policy, references, [started[name] for name in names], transports=[plan.transports[n] for n in names]
+                policy,
+                [started[name] for name in actor_names(plan, "reference")],
+                [started[name] for name in actor_names(plan, "rollout")],
+                transports=[plan.transports[name] for name in actor_names(plan, "rollout")],
+                timeout_s=plan.call_timeout_s,
+                plan=plan,
+                build=build,
             )
-            actors.open_transports(plan, names)
+            actors.open_transports()
         except BaseException:
             for handle in started.values():
                 ray.kill(handle)
             raise
         return actors
 
-    def open_transports(self, plan: GRPOPlan, names: list[str]) -> None:
+    def open_transports(self) -> None:
         """The direct weight transports (ipc, nccl) the plan chose, once the devices Ray gave
-        are checked to allow them; every policy rank joins each (rank 0 sends)."""
+        are checked to allow them."""
         direct = [i for i, transport in enumerate(self.transports) if transport != "object_store"]
         if not direct:
             return
+        plan = self.plan
+        names = actor_names(plan, "rollout")
+        seats = self.policy._all("seat")
+        seats += wait_for([w.seat.remote() for w in self.rollouts], self._refs("rollout"), self.timeout_s)
+        placed = dict(zip([*plan.ranks.names(), *names], seats))
         tp = plan.rollout_options.get("tensor_parallel_size", 1)
-        seats = dict(
-            zip([*plan.ranks.names(), *names], ray.get([a.seat.remote() for a in (*self.policy.ranks, *self.rollouts)]))
-        )
-        check_seats(dict(zip(names, self.transports)), seats, plan.ranks.names(), plan.rollout_engine, tp)
-        for i in direct:
-            address, port = ray.get(self.policy.ranks[0].rendezvous.remote())
-            refs = [
-                rank.open_weight_transfer.remote(
-                    self.rollouts[i],
-                    names[i],
-                    self.transports[i],
-                    plan.rollout_engine,
-                    address,
-                    port,
-                    tp,
-                    plan.sync_timeout_s,
-                )
-                for rank in self.policy.ranks
-            ]
-            answered(refs, [f"policy rank {r}" for r in range(len(refs))], 0, plan.sync_timeout_s)
-            logger.info("weights to %s by %s", names[i], self.transports[i])
+        check_seats(dict(zip(names, self.transports)), placed, plan.ranks.names(), plan.rollout_engine, tp)
+        for index in direct:
+            self.open_transport(index)
+
+    def open_transport(self, index: int) -> None:
+        """Rollout worker `index`'s direct transport: every policy rank joins it (rank 0 sends)."""
+        plan = self.plan
+        address, port = self.policy._wait([self.policy.ranks[0].rendezvous.remote()])[0]
+        tp = plan.rollout_options.get("tensor_parallel_size", 1)
+        worker, transport = self.rollouts[index], self.transports[index]
+        refs = [
+            rank.open_weight_transfer.remote(
+                worker,
+                str(ActorRef("rollout", index)),
+                transport,
+                plan.rollout_engine,
+                address,
+                port,
+                tp,
+                plan.sync_timeout_s,
+                slot=index,
+            )
+            for rank in self.policy.ranks
+        ]
+        answered(refs, self._refs("policy", len(refs)), 0, plan.sync_timeout_s)
+        logger.info("weights to rollout worker %d by %s", index, transport)
 
     def all(self) -> list:
         return [*self.policy.ranks, *self.references, *self.rollouts]
 
+    def _refs(self, kind: str, count: int | None = None) -> list[ActorRef]:
+        if count is None:
+            count = len(self.rollouts if kind == "rollout" else self.references)
+        return [ActorRef(kind, i) for i in range(count)]
+
+    def generate(self, prompt_shards: list, sampling, seed_shards: list) -> list:
+        """Each rollout worker's completions of its shard (an empty shard: no call), bounded."""
+        asked = [i for i, shard in enumerate(prompt_shards) if shard]
+        refs = [self.rollouts[i].generate.remote(prompt_shards[i], sampling, seed_shards[i]) for i in asked]
+        answers = dict(zip(asked, wait_for(refs, [ActorRef("rollout", i) for i in asked], self.timeout_s)))
+        return [answers.get(i, []) for i in range(len(prompt_shards))]
+
     def reference_logprobs(self, samples: list[Sample], temperature: float) -> PendingLogprobs:
-        return sharded_logprobs(self.references, samples, temperature, every_actor=False)
+        return sharded_logprobs(self.references, "reference", samples, temperature, False, self.timeout_s)
+
+    def replace(self, lost: ActorRef) -> None:
+        """A new rollout or reference worker where `lost` was (the old one killed, if it
+        still runs: a hung one too); a new rollout worker joins its transport and takes the
+        policy's current weights (a full sync to every worker, a new version) before it
+        samples."""
+        if self.build is None or self.plan is None:
+            raise RuntimeError(f"{lost} cannot be started again: these actors were not started from a plan")
+        handles = self.rollouts if lost.kind == "rollout" else self.references
+        ray.kill(handles[lost.index], no_restart=True)
+        handles[lost.index] = self.build(actor_names(self.plan, lost.kind)[lost.index])
+        wait_for([handles[lost.index].ready.remote()], [lost], self.timeout_s)
+        if lost.kind != "rollout":
+            return
+        if self.transports and self.transports[lost.index] != "object_store":
+            self.open_transport(lost.index)
+        if self.weights_version:  # it loaded the run's starting weights; the policy has moved since
+            self.sync_weights(timeout_s=self.plan.sync_timeout_s)
 
     def sync_weights(self, bucket_bytes: int = DEFAULT_BUCKET_BYTES, timeout_s: float = DEFAULT_SYNC_TIMEOUT_S) -> None:
-        """The policy's weights to every rollout worker, bucket by bucket (each bucket once
-        into the object store, read by every worker; at most two in flight). Each worker
-        must confirm this sync's version after the last bucket, or the run stops here
-        rather than sample from stale weights; an actor that does not answer within
-        `timeout_s` (a worker, or a rank gathering its shards) stops it too, named."""
+        """The policy's weights to every rollout worker: over its direct transport, or bucket
+        by bucket through the object store (each bucket once, read by every worker; at most
+        two in flight). Each worker must confirm this sync's version after the last bucket,
+        or the run stops here rather than sample from stale weights; an actor that does not
+        answer within `timeout_s` (a worker, or a rank gathering its shards) stops it too,
+        named."""
         self.weights_version += 1
         version = self.weights_version
         transports = self.transports or ["object_store"] * len(self.rollouts)
@@ -319,12 +384,12 @@ class GRPOActors:
         stored = [i for i in range(len(self.rollouts)) if i not in direct]
         held: dict[int, int | None] = {}
         if direct:  # the ranks send over every direct transport, then each worker says what it holds
-            ranks = [f"policy rank {r}" for r in range(len(self.policy.ranks))]
             # Each call a rank makes is bounded by timeout_s and names its worker: wait longer here.
             sends = [rank.send_weights.remote(version) for rank in self.policy.ranks]
-            answered(sends, ranks, version, timeout_s, wait_s=2 * timeout_s)
+            answered(sends, self._refs("policy", len(sends)), version, timeout_s, wait_s=2 * timeout_s)
             versions = [self.rollouts[i].weights_version.remote() for i in direct]
-            held.update(zip(direct, answered(versions, [f"rollout worker {i}" for i in direct], version, timeout_s)))
+            asked = [ActorRef("rollout", i) for i in direct]
+            held.update(zip(direct, answered(versions, asked, version, timeout_s)))
         if stored:
             held.update(zip(stored, self._sync_through_object_store(stored, version, bucket_bytes, timeout_s)))
         check_versions(version, [held[i] for i in range(len(self.rollouts))])
@@ -336,21 +401,25 @@ class GRPOActors:
         versions they then hold."""
         count = self.policy.weight_buckets(bucket_bytes)
         # Waited for together: rank 0 making the bucket, the workers taking it, the other ranks gathering.
-        names = ["policy rank 0", *(f"rollout worker {i}" for i in workers)]
-        names += [f"policy rank {r}" for r in range(1, len(self.policy.ranks))]
+        ranks = len(self.policy.ranks)
+        asked = [ActorRef("policy", 0), *(ActorRef("rollout", i) for i in workers)]
+        asked += [ActorRef("policy", r) for r in range(1, ranks)]
         in_flight: list[list] = []
         for index in range(count):
             bucket, gathering = self.policy.weight_bucket(index, version)
             taking = [self.rollouts[i].load_weights.remote(bucket) for i in workers]
             in_flight.append([bucket, *taking, *gathering])
             if len(in_flight) > 1:  # bounded memory: bucket i + 1 is made while workers take i
-                answered(in_flight.pop(0), names, version, timeout_s)
-        return answered(in_flight[-1], names, version, timeout_s)[1 : 1 + len(workers)]
+                answered(in_flight.pop(0), asked, version, timeout_s)
+        return answered(in_flight[-1], asked, version, timeout_s)[1 : 1 + len(workers)]
 
     def peak_memory(self) -> dict[str, float]:
         """Each kind of actor's largest peak memory since the last call, in GiB."""
         policy = self.policy.peak_memory()
-        others = ray.get([actor.peak_memory.remote() for actor in (*self.references, *self.rollouts)])
+        asked = [*self._refs("reference"), *self._refs("rollout")]
+        others = wait_for(
+            [actor.peak_memory.remote() for actor in (*self.references, *self.rollouts)], asked, self.timeout_s
+        )
         references, rollouts = others[: len(self.references)], others[len(self.references) :]
         state = max(self.policy.state_bytes()) / GIB  # the largest rank's (ZeRO shards it)
         return {
@@ -361,6 +430,11 @@ class GRPOActors:
     def kill(self) -> None:
         for actor in self.all():
             ray.kill(actor)
+
+
+def actor_names(plan: GRPOPlan, kind: str) -> list[str]:
+    """The plan's names of the actors of `kind`, in order."""
+    return [name for name in plan.resources if name.startswith(kind)]
 
 
 def start_order(resources: dict[str, dict[str, float]]) -> list[list[str]]:
@@ -384,18 +458,19 @@ def start_order(resources: dict[str, dict[str, float]]) -> list[list[str]]:
     return [rollouts + others]
 
 
-def answered(refs: list, names: list[str], version: int, timeout_s: float, wait_s: float | None = None) -> list:
-    """The results of a sync's calls, or a WeightSyncError naming the actors that did not
-    answer within `timeout_s` (a hung engine or rank ends the run instead of hanging it);
-    `wait_s` waits longer for calls made of several bounded ones."""
-    _, pending = ray.wait(refs, num_returns=len(refs), timeout=wait_s or timeout_s)
-    if pending:
-        late = [name for ref, name in zip(refs, names) if ref in pending]
-        raise WeightSyncError(
-            f"weight sync {version}: {', '.join(late)} did not answer within rollout.sync_timeout_s={timeout_s:g} s; "
-            "stopping (the last checkpoint is kept; --resume continues from it)"
-        )
-    return ray.get(refs)
+class SyncLost(ActorLost, WeightSyncError):
+    """An actor lost during a weight sync (dead, or late past rollout.sync_timeout_s)."""
+
+
+def answered(refs: list, actors: list[ActorRef], version: int, timeout_s: float, wait_s: float | None = None) -> list:
+    """The results of a sync's calls to `actors`, or `SyncLost` naming the first that died or
+    did not answer within `timeout_s` (a hung engine or rank ends the wait instead of hanging
+    the run); `wait_s` waits longer for calls made of several bounded ones."""
+    try:
+        return wait_for(refs, actors, wait_s or timeout_s, bound="rollout.sync_timeout_s")
+    except ActorLost as lost:
+        reason = lost.reason.replace(f"={wait_s or timeout_s:g} s", f"={timeout_s:g} s")
+        raise SyncLost(lost.actor, f"{reason} (weight sync {version})") from lost
 
 
 def check_versions(sent: int, held: Sequence[int | None]) -> None:

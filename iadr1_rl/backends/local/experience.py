@@ -12,8 +12,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import ray
-
 from rewards import GroupScore, Scorer
 
 from ...data.records import Record
@@ -86,18 +84,17 @@ class ExperienceMaker:
         """G completions per prompt, the prompts shared out over the workers; groups come
         back in prompt order. Each completion's seed is a function of (seed, step, the
         prompt's place, the sample's index) alone (`rollout.sample_seeds`)."""
-        rollouts = self.actors.rollouts
-        workers = len(rollouts)
+        workers = len(self.actors.rollouts)
         seeds = sample_seeds(self.plan.run.seed, step, range(len(prompts)), self.plan.group_size)
-        futures = [
-            worker.generate.remote(prompts[i::workers], self.plan.sampling, seeds[i::workers])
-            for i, worker in enumerate(rollouts)
-            if prompts[i::workers]
-        ]
-        shards = ray.get(futures)
+        shards = self.actors.generate(
+            [prompts[i::workers] for i in range(workers)],
+            self.plan.sampling,
+            [seeds[i::workers] for i in range(workers)],
+        )
         groups: list[list[Completion]] = [[] for _ in prompts]
         for i, shard in enumerate(shards):
-            groups[i::workers] = shard
+            if shard:
+                groups[i::workers] = shard
         return groups
 
     def _logprobs(

@@ -5,8 +5,12 @@ with the KL penalty to the reference; its weights flow back to the rollout worke
 
 from __future__ import annotations
 
+import functools
+import itertools
 import statistics
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from ...eval.compare import fitted_rise
 from ...models.processor import load_processor
@@ -16,7 +20,10 @@ from . import ray_env
 from .actor_groups import GRPOActors
 from .experience import Experience, ExperienceMaker
 from .plan import GRPOPlan
+from .resilience import ActorLost, RestartBudget
 from .run import Run
+
+T = TypeVar("T")
 
 GRPO_CURVES = [
     "reward_total",
@@ -41,6 +48,24 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
     run = Run(plan.run, config, resume, progress)
     ray_env.connect(plan.run.ray_address)
     ray_env.check_resources(plan.resources)
+    for attempt in itertools.count():
+        try:
+            train_with_new_actors(run, plan)
+            break
+        except ActorLost as lost:  # a policy rank (or an actor lost outside a step's recovery)
+            if attempt >= plan.max_run_restarts:
+                raise RuntimeError(
+                    f"{lost}; the run has restarted {attempt} time(s) (resilience.max_run_restarts="
+                    f"{plan.max_run_restarts}): stopping; --resume continues from the last checkpoint"
+                ) from lost
+            step = run.restart()
+            run.event(step, "run_restart", lost=str(lost.actor), reason=lost.reason, resumed_from_step=step)
+    return run.finish(GRPO_CURVES, "SC-GRPO", training_reward_trend(run.log.rows), run_eval, progress)
+
+
+def train_with_new_actors(run: Run, plan: GRPOPlan) -> None:
+    """Start every actor where the plan places them, from the run's checkpoint (or its
+    start), and train to `final/`; the actors are freed however it ends."""
     policy_path = str(run.checkpoint or plan.init)
     placement = ray_env.Placement.create(plan.memory, plan.resources)
     try:
@@ -51,7 +76,6 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
             actors.kill()
     finally:
         placement.remove()
-    return run.finish(GRPO_CURVES, "SC-GRPO", training_reward_trend(run.log.rows), run_eval, progress)
 
 
 def train(run: Run, plan: GRPOPlan, actors: GRPOActors, policy_path: str) -> None:
@@ -61,10 +85,13 @@ def train(run: Run, plan: GRPOPlan, actors: GRPOActors, policy_path: str) -> Non
     pixels = {"max_pixels": plan.model.max_pixels} if plan.model.max_pixels else {}
     processor = load_processor(policy_path, **pixels)
     maker = ExperienceMaker(plan, processor, run.scorer, actors)
+    budget = RestartBudget(plan.max_actor_restarts)
     for step in run.steps():
         tick = time.perf_counter()
-        experience = maker.make(step)
-        metrics = {**experience.metrics, **train_on(actors, experience, plan)}
+
+        survive = functools.partial(surviving, actors=actors, budget=budget, run=run, step=step + 1)
+        experience = survive(functools.partial(maker.make, step))  # redone whole, with its seeds, after a loss
+        metrics = {**experience.metrics, **train_on(actors, experience, plan, survive)}
         metrics["time_step"] = time.perf_counter() - tick
         metrics.update(actors.peak_memory())
         postfix = {"reward": f"{metrics['reward_total']:.2f}", "kl": f"{metrics.get('kl', 0):.4f}"}
@@ -73,10 +100,28 @@ def train(run: Run, plan: GRPOPlan, actors: GRPOActors, policy_path: str) -> Non
     run.save_final(actors.policy.save_model)
 
 
-def train_on(actors: GRPOActors, experience: Experience, plan: GRPOPlan) -> dict[str, float]:
+def surviving(action: Callable[[], T], actors: GRPOActors, budget: RestartBudget, run: Run, step: int) -> T:
+    """`action()`, done again after a lost rollout or reference worker is started anew where
+    it was (`GRPOActors.replace`: a new rollout worker takes the current weights first); the
+    same seeds draw the same samples, so the run goes on as if nothing happened. A lost
+    policy rank, or a worker lost more than resilience.max_actor_restarts times, ends it."""
+    while True:
+        try:
+            return action()
+        except ActorLost as lost:
+            if not lost.stateless:
+                raise
+            count = budget.spend(lost)
+            run.event(step, "actor_restart", lost=str(lost.actor), reason=lost.reason, restart=count)
+            actors.replace(lost.actor)
+
+
+def train_on(
+    actors: GRPOActors, experience: Experience, plan: GRPOPlan, survive: Callable = lambda action: action()
+) -> dict[str, float]:
     """`ppo_epochs` passes over the step's samples in `mini_batches`, then the new weights to
-    the rollout workers (timed apart). Nothing to train on (every group dropped) is no
-    update, and nothing new to send."""
+    the rollout workers (timed apart; `survive` redoes a sync a lost worker interrupted).
+    Nothing to train on (every group dropped) is no update, and nothing new to send."""
     samples = experience.samples
     if not samples:
         return {"time_train": 0.0, "time_sync": 0.0}
@@ -104,7 +149,7 @@ def train_on(actors: GRPOActors, experience: Experience, plan: GRPOPlan) -> dict
     metrics["weights_version"] = actors.weights_version  # what the workers sampled with
     metrics["time_train"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    actors.sync_weights(timeout_s=plan.sync_timeout_s)
+    survive(lambda: actors.sync_weights(timeout_s=plan.sync_timeout_s))
     return {**metrics, "time_sync": time.perf_counter() - tick}
 
 

@@ -198,6 +198,9 @@ class GRPOPlan(_PlanWithRecords):
     transports: dict[str, str]  # each rollout worker's weight transport (`rollout/transport.py`)
     max_logprob_gap: float
     sync_timeout_s: float
+    max_actor_restarts: int  # resilience.*: what a run survives
+    max_run_restarts: int
+    call_timeout_s: float
     resources: dict[str, dict[str, float]]
     memory: MemoryPlan
 
@@ -250,6 +253,9 @@ class GRPOPlan(_PlanWithRecords):
             transports=transports,
             max_logprob_gap=config.rollout.max_logprob_gap,
             sync_timeout_s=config.rollout.sync_timeout_s,
+            max_actor_restarts=config.resilience.max_actor_restarts,
+            max_run_restarts=config.resilience.max_run_restarts,
+            call_timeout_s=config.resilience.call_timeout_s,
             resources={
                 **{name: placement(config, "policy") for name in ranks.names()},
                 **{name: placement(config, "reference") for name in worker_names("reference", references)},

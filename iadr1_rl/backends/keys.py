@@ -181,6 +181,9 @@ LOCAL: dict[str, Handling] = {
         "SC-GRPO: after a lost policy rank, the run goes on from its last checkpoint this many times"
     ),
     "resilience.call_timeout_s": Handling("SC-GRPO: the bound of every call a step waits on (past it: lost)"),
+    "log.to": Handling("trackers fed the config, each step's metrics, restarts and the final artifacts"),
+    "log.project": Handling("the W&B project and the MLflow experiment"),
+    "log.mlflow_uri": Handling("MLflow's tracking URI (null: a file: store in the output folder)"),
     "eval.batch_size": Handling("generation batch of the evaluation"),
     "eval.max_new_tokens": Handling("completion length of the evaluation"),
     **{key: na(OPENRLHF_ONLY) for key in config_keys() if key.startswith("openrlhf.")},
@@ -282,6 +285,10 @@ OPENRLHF: dict[str, Handling] = {
     **{
         f"resilience.{key}": na("the local backend's: OpenRLHF's job ends when one of its actors is lost")
         for key in ("max_actor_restarts", "max_run_restarts", "call_timeout_s")
+    },
+    **{
+        f"log.{key}": na("OpenRLHF logs with its own flags (openrlhf.extra_args: --logger.wandb_project …)")
+        for key in ("to", "project", "mlflow_uri")
     },
     "eval.batch_size": na(NO_EVAL),
     "eval.max_new_tokens": na(NO_EVAL),

@@ -198,6 +198,16 @@ class ResilienceConfig(Section):
     )
 
 
+class LogConfig(Section):
+    """Trackers besides metrics.jsonl, TensorBoard and curves.png (`train/trackers.py`)."""
+
+    to: list[Literal["wandb", "mlflow"]] = Field(
+        default_factory=list, description="wandb (WANDB_MODE=offline: a local run folder) and/or mlflow"
+    )
+    project: str = Field("iadr1-rl", min_length=1, description="the W&B project and the MLflow experiment")
+    mlflow_uri: str | None = Field(None, description="MLflow's tracking URI (null: a file: store, <output>/mlruns)")
+
+
 class EvalConfig(Section):
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(512, ge=1)
@@ -233,6 +243,7 @@ class RecipeConfig(Section):
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     resilience: ResilienceConfig = Field(default_factory=ResilienceConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig)
 

@@ -15,8 +15,9 @@ logger = logging.getLogger(__name__)
 class RunLogger:
     """Append metrics per step to `<dir>/metrics.jsonl` and TensorBoard; draw curves."""
 
-    def __init__(self, directory: str | Path, resume_step: int = 0) -> None:
+    def __init__(self, directory: str | Path, resume_step: int = 0, trackers=None) -> None:
         self.directory = Path(directory)
+        self.trackers = trackers  # `trackers.Trackers` (log.to), fed what the log gets
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "metrics.jsonl"
         self.rows: list[dict[str, Any]] = []
@@ -48,6 +49,8 @@ class RunLogger:
                 if math.isfinite(float(value)):
                     self._writer.add_scalar(key, float(value), step)
             self._writer.flush()
+        if self.trackers is not None:
+            self.trackers.log(step, row_without_step(row))
 
     def event(self, step: int, kind: str, **fields: Any) -> dict[str, Any]:
         """Something that happened to the run (a restart): a line in `events.jsonl` beside
@@ -59,6 +62,8 @@ class RunLogger:
             text = ", ".join(f"{key}: {value}" for key, value in fields.items())
             self._writer.add_text(kind, text, step)
             self._writer.flush()
+        if self.trackers is not None:
+            self.trackers.event(step, kind, fields)
         return row
 
     def close(self) -> None:
@@ -98,3 +103,7 @@ class RunLogger:
         figure.savefig(path, dpi=110)
         plt.close(figure)
         return path
+
+
+def row_without_step(row: dict[str, Any]) -> dict[str, float]:
+    return {key: value for key, value in row.items() if key != "step"}

@@ -46,13 +46,23 @@ GRPO_CURVES = [
 def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, run_eval: bool = True) -> dict:
     plan = GRPOPlan.from_config(config)  # every input checked before Ray starts
     run = Run(plan.run, config, resume, progress)
-    ray_env.connect(plan.run.ray_address)
-    ray_env.check_resources(plan.resources)
+    try:
+        ray_env.connect(plan.run.ray_address)
+        ray_env.check_resources(plan.resources)
+        train_restarting(run, plan)
+        return run.finish(GRPO_CURVES, "SC-GRPO", training_reward_trend(run.log.rows), run_eval, progress)
+    except BaseException:
+        run.abandon()
+        raise
+
+
+def train_restarting(run: Run, plan: GRPOPlan) -> None:
+    """Train; after a lost policy rank (or an actor lost outside a step's recovery) start
+    every actor again from the last checkpoint, at most resilience.max_run_restarts times."""
     for attempt in itertools.count():
         try:
-            train_with_new_actors(run, plan)
-            break
-        except ActorLost as lost:  # a policy rank (or an actor lost outside a step's recovery)
+            return train_with_new_actors(run, plan)
+        except ActorLost as lost:
             if attempt >= plan.max_run_restarts:
                 raise RuntimeError(
                     f"{lost}; the run has restarted {attempt} time(s) (resilience.max_run_restarts="
@@ -60,7 +70,6 @@ def run_grpo(config: RecipeConfig, resume: bool = False, progress: bool = True, 
                 ) from lost
             step = run.restart()
             run.event(step, "run_restart", lost=str(lost.actor), reason=lost.reason, resumed_from_step=step)
-    return run.finish(GRPO_CURVES, "SC-GRPO", training_reward_trend(run.log.rows), run_eval, progress)
 
 
 def train_with_new_actors(run: Run, plan: GRPOPlan) -> None:

@@ -123,6 +123,9 @@ class RunPlan:
     ray_address: str | None
     identity: dict[str, Any]
     eval: EvalPlan | None
+    trackers: list[str] = field(default_factory=list)  # log.to
+    tracker_project: str = "iadr1-rl"
+    mlflow_uri: str | None = None
 
 
 class _PlanWithRecords:
@@ -331,6 +334,9 @@ def run_plan(config: RecipeConfig, stage: str, out: Path, steps: int) -> RunPlan
         ray_address=config.resources.ray_address,
         identity=identity,
         eval=evaluation,
+        trackers=list(config.log.to),
+        tracker_project=config.log.project,
+        mlflow_uri=config.log.mlflow_uri,
     )
 
 

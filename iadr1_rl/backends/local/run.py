@@ -21,8 +21,9 @@ from typing import Any
 
 from ...data.records import write_json
 from ...train.checkpoint import check_same_run, latest_checkpoint, publish, publish_folder, staging_dir, step_dir
-from ...train.config import RecipeConfig, save_config
+from ...train.config import RecipeConfig, config_keys, save_config
 from ...train.run_log import RunLogger
+from ...train.trackers import Trackers
 from ..evaluation import SCORER_FILE, evaluate, run_scorer
 from .evaluation_actor import ActorGenerator
 from .plan import RunPlan
@@ -41,13 +42,16 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(config, self.out / "config.yaml")
         self.scorer = run_scorer(config, self.out)
+        # Started now: a tracker that cannot start stops the run before anything trains.
+        params = {key: config.plain(key) for key in config_keys()}
+        self.trackers = Trackers.open(plan.trackers, self.out, params, plan.tracker_project, plan.mlflow_uri)
         self.checkpoint = latest_checkpoint(self.out) if resume else None
         self.start_step = 0
         if self.checkpoint is not None:
             state = check_same_run(self.checkpoint, plan.stage, plan.seed, plan.identity)
             self.start_step = state["step"]
             logger.info("resuming %s from %s (step %d)", plan.stage, self.checkpoint, self.start_step)
-        self.log = RunLogger(self.out, resume_step=self.start_step)
+        self.log = RunLogger(self.out, resume_step=self.start_step, trackers=self.trackers)
         self.bar = None
         if progress:
             from tqdm import tqdm
@@ -70,7 +74,7 @@ class Run:
             self.start_step = check_same_run(self.checkpoint, self.plan.stage, self.plan.seed, self.plan.identity)[
                 "step"
             ]
-        self.log = RunLogger(self.out, resume_step=self.start_step)
+        self.log = RunLogger(self.out, resume_step=self.start_step, trackers=self.trackers)
         if self.bar is not None:
             self.bar.n = self.start_step
             self.bar.refresh()
@@ -133,4 +137,11 @@ class Run:
         if run_eval and self.plan.eval is not None:
             summary["eval"] = self.evaluate(progress)
         write_json(summary, self.out / "summary.json")
+        self.trackers.artifacts([self.out / "summary.json", self.out / "curves.png", self.out / "eval"])
+        self.trackers.finish()
         return summary
+
+    def abandon(self) -> None:
+        """A run that ended in an error or a stop: its trackers' runs are closed as failed."""
+        self.log.close()
+        self.trackers.finish(failed=True)

@@ -19,8 +19,19 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
     """Train, checkpoint every `checkpoint.every` steps, save `<output>/final`, evaluate."""
     plan = SFTPlan.from_config(config)  # every input checked before Ray starts
     run = Run(plan.run, config, resume, progress)
-    ray_env.connect(plan.run.ray_address)
-    ray_env.check_resources(plan.resources)
+    try:
+        ray_env.connect(plan.run.ray_address)
+        ray_env.check_resources(plan.resources)
+        train(run, plan)
+        final_loss = run.log.rows[-1]["loss"] if run.log.rows else None
+        return run.finish(SFT_CURVES, "PA-SFT", {"final_loss": final_loss}, run_eval, progress)
+    except BaseException:
+        run.abandon()
+        raise
+
+
+def train(run: Run, plan: SFTPlan) -> None:
+    """The steps from the run's start (or its checkpoint) to `final/`, the actors freed however it ends."""
     placement = ray_env.Placement.create(plan.memory, plan.resources)
     try:
         policy = start_sft_policy(plan, str(run.checkpoint or plan.model.path), placement)
@@ -36,8 +47,6 @@ def run_sft(config: RecipeConfig, resume: bool = False, progress: bool = True, r
             policy.kill()
     finally:
         placement.remove()
-    final_loss = run.log.rows[-1]["loss"] if run.log.rows else None
-    return run.finish(SFT_CURVES, "PA-SFT", {"final_loss": final_loss}, run_eval, progress)
 
 
 def sft_step(policy: PolicyGroup, plan: SFTPlan, step: int) -> dict[str, float]:

@@ -44,6 +44,10 @@ DEAD_WORKER = (
         ("The actor is dead because it was killed by `ray.kill`.", "killed (ray.kill)"),
         ("The actor is dead because its node has died. Node Id: 3f", "its node was lost"),
         ("Task was killed due to the node running low on memory. Memory on the node", "out of memory"),
+        (
+            "The actor 9a is unavailable: The actor is temporarily unavailable: RpcError: Socket closed",
+            "unreachable (its node or its process is gone)",
+        ),  # what a removed node's actor says first (measured, tests/test_preemption.py)
     ],
 )
 def test_the_reason_of_a_death_is_said_in_a_few_words(message, reason):

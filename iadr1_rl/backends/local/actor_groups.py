@@ -246,6 +246,7 @@ class GRPOActors:
     timeout_s: float = DEFAULT_CALL_TIMEOUT_S  # resilience.call_timeout_s
     plan: GRPOPlan | None = None  # what `replace` and the direct transports start from
     build: Callable[[str], Any] | None = None  # a new actor by its name in the plan
+    placement: ray_env.Placement | None = None  # where `build` places them
 
     @classmethod
     def start(cls, plan: GRPOPlan, policy_path: str, placement: ray_env.Placement) -> GRPOActors:
@@ -287,6 +288,7 @@ class GRPOActors:
                 timeout_s=plan.call_timeout_s,
                 plan=plan,
                 build=build,
+                placement=placement,
             )
             actors.open_transports()
         except BaseException:
@@ -361,6 +363,8 @@ class GRPOActors:
             raise RuntimeError(f"{lost} cannot be started again: these actors were not started from a plan")
         handles = self.rollouts if lost.kind == "rollout" else self.references
         ray.kill(handles[lost.index], no_restart=True)
+        if self.placement is not None:  # its bundle may have been on a node that is gone
+            self.placement.wait_placed()
         handles[lost.index] = self.build(actor_names(self.plan, lost.kind)[lost.index])
         wait_for([handles[lost.index].ready.remote()], [lost], self.timeout_s)
         if lost.kind != "rollout":

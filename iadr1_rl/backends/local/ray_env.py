@@ -180,6 +180,21 @@ class Placement:
         strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=self.bundle_of[name])
         return remote(cls, self.resources[name], scheduling_strategy=strategy)
 
+    def wait_placed(self, timeout_s: float = 120) -> None:
+        """Return once every bundle is placed again (Ray re-places the bundles of a lost node
+        on the nodes that remain, when they can hold them); else say the plan no longer fits."""
+        import ray
+        from ray.exceptions import GetTimeoutError
+
+        try:
+            ray.get(self.group.ready(), timeout=timeout_s)
+        except GetTimeoutError:
+            raise RuntimeError(
+                f"the cluster no longer holds the memory plan's placement within {timeout_s:g} s (a node lost?): "
+                f"its devices' bundles on a cluster of {ray.cluster_resources()}; add nodes, or lower resources.* "
+                "and --resume from the last checkpoint"
+            ) from None
+
     def remove(self) -> None:
         from ray.util.placement_group import remove_placement_group
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ def death_reason(error: BaseException) -> str:
         return "killed (ray.kill)"
     if "node" in said and any(word in said for word in ("died", "dead", "removed", "lost")):
         return "its node was lost"
+    if isinstance(error, ActorUnavailableError) or " is unavailable" in text:
+        return "unreachable (its node or its process is gone)"
     if "worker process has died" in said or "died unexpectedly" in text.lower():
         exit_type = re.search(r"Worker exit type: (\w+)", text)
         detail = f" ({exit_type.group(1)})" if exit_type else ""
@@ -77,16 +79,19 @@ def wait_for(refs: Sequence, actors: Sequence[ActorRef], timeout_s: float, bound
     """The results of `refs` (calls to `actors`, in order), or `ActorLost` naming the actor
     that died or did not answer within `timeout_s` (`bound` names the key that set it)."""
     refs = list(refs)
-    _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    answered = set(ready)
+    results = []
+    # Those that answered first: one that failed is the cause, the late ones wait on it.
+    for ref, actor in zip(refs, actors):
+        if ref in answered:
+            try:
+                results.append(ray.get(ref))
+            except RayActorError as error:
+                raise ActorLost(actor, death_reason(error)) from error
     if pending:
         late = next(actor for ref, actor in zip(refs, actors) if ref in pending)
         raise ActorLost(late, f"did not answer within {bound}={timeout_s:g} s")
-    results = []
-    for ref, actor in zip(refs, actors):
-        try:
-            results.append(ray.get(ref))
-        except RayActorError as error:
-            raise ActorLost(actor, death_reason(error)) from error
     return results
 
 

@@ -46,6 +46,7 @@ GRPO_METRICS = {
     "time_reference",
     "time_train",
     "time_sync",
+    "sync_gib",
     "time_step",
     "memory_policy_gib",
     "memory_reference_gib",
@@ -125,6 +126,7 @@ def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, syn
     assert [r["step"] for r in logged] == [1, 2, 3, 4]
     assert any(r["groups_without_signal"] < 3 for r in logged)  # some groups carried a learning signal
     assert all(GRPO_METRICS <= set(r) for r in logged), GRPO_METRICS - set(logged[0])
+    assert len({r["sync_gib"] for r in logged}) == 1 and logged[0]["sync_gib"] > 0  # one whole copy each step
     for name in ("curves.png", "config.yaml", "summary.json", "eval/eval.json", "eval/eval.png", "eval/report.html"):
         assert (tmp_path / "grpo" / name).is_file(), name
     page = (tmp_path / "grpo" / "eval" / "report.html").read_text()

@@ -233,6 +233,13 @@ class PolicyActor(ModelActor):
             client.version = version
             trainer.send_weights()
 
+    def weight_bytes(self) -> int:
+        """Bytes of one whole copy of the weights a sync sends (the whole parameters, under
+        ZeRO-3 too)."""
+        return sum(
+            getattr(p, "ds_numel", p.numel()) * p.element_size() for _, p in checkpoint_named_parameters(self.model)
+        )
+
     def state_bytes(self) -> int:
         """Bytes of the training state this rank holds: its weights (under ZeRO-3 its shard),
         gradients, master weights and optimizer state, each storage once."""

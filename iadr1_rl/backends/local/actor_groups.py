@@ -247,6 +247,8 @@ class GRPOActors:
     plan: GRPOPlan | None = None  # what `replace` and the direct transports start from
     build: Callable[[str], Any] | None = None  # a new actor by its name in the plan
     placement: ray_env.Placement | None = None  # where `build` places them
+    weight_bytes: int | None = None  # one whole copy of the weights
+    sync_bytes: int = 0  # sent to the workers since the run (or its restart) began
 
     @classmethod
     def start(cls, plan: GRPOPlan, policy_path: str, placement: ray_env.Placement) -> GRPOActors:
@@ -397,6 +399,9 @@ class GRPOActors:
         if stored:
             held.update(zip(stored, self._sync_through_object_store(stored, version, bucket_bytes, timeout_s)))
         check_versions(version, [held[i] for i in range(len(self.rollouts))])
+        if self.weight_bytes is None:  # the same every sync: asked once
+            self.weight_bytes = self.policy._wait([self.policy.ranks[0].weight_bytes.remote()])[0]
+        self.sync_bytes += self.weight_bytes * len(self.rollouts)
 
     def _sync_through_object_store(
         self, workers: list[int], version: int, bucket_bytes: int, timeout_s: float

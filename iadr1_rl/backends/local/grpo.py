@@ -133,7 +133,7 @@ def train_on(
     Nothing to train on (every group dropped) is no update, and nothing new to send."""
     samples = experience.samples
     if not samples:
-        return {"time_train": 0.0, "time_sync": 0.0}
+        return {"time_train": 0.0, "time_sync": 0.0, "sync_gib": 0.0}
     tick = time.perf_counter()
     size = -(-len(samples) // plan.mini_batches)
     sampling, old = experience.sampling_logprobs, experience.old_logprobs
@@ -158,8 +158,10 @@ def train_on(
     metrics["weights_version"] = actors.weights_version  # what the workers sampled with
     metrics["time_train"] = time.perf_counter() - tick
     tick = time.perf_counter()
+    sent = actors.sync_bytes
     survive(lambda: actors.sync_weights(timeout_s=plan.sync_timeout_s))
-    return {**metrics, "time_sync": time.perf_counter() - tick}
+    # What the step's sync sent, every worker's copy counted (a sync redone for a new worker too).
+    return {**metrics, "time_sync": time.perf_counter() - tick, "sync_gib": (actors.sync_bytes - sent) / 2**30}
 
 
 def mean_gap(engine: list[list[float]], policy: list[list[float]]) -> float:

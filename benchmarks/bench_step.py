@@ -6,6 +6,7 @@ memory plan's estimate.
     python benchmarks/bench_step.py --shape tiny_qwen_vocab --compare   # memory-safe vs straightforward log-probs
     .venv-vllm/bin/python benchmarks/bench_step.py --engine hf,vllm     # both rollout engines, one run
     python benchmarks/bench_step.py --world 1,2                         # the policy as 1, then 2 ZeRO-3 ranks
+    python benchmarks/bench_step.py --shape qwen2_vl_2b --gpus 1,1,1 --transport nccl,object_store  # GPUs
 
 `--shape` builds a random-initialised model with that backbone's real shapes (its real
 vocabulary size included; nothing is downloaded) and synthetic prompts, then runs
@@ -17,6 +18,9 @@ the process's own) beside the plan's estimate, as a table and as JSON (`--json`)
 with each rollout engine in turn and prints each phase's time with vLLM over HF's. `--world
 1,2` runs them with the policy as one rank, then as DeepSpeed ZeRO-3 ranks, and prints each
 rank's training state (weights, gradients, master weights, optimizer) over one rank's.
+`--transport` runs them with each `rollout.weight_transport` in turn (on GPUs: ipc beside
+the policy, nccl to another GPU, object_store through host memory), each with its sync's
+time and size.
 
 `--compare` measures, each in its own process, the peak of one policy training step and
 one reference pass with the straightforward full-vocabulary log-probs and with the
@@ -107,7 +111,7 @@ def build_inputs(shape: str, out: Path, dtype: str, prompts: int) -> tuple[Path,
     return model, records
 
 
-def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path, world: int = 1):
+def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path, world: int = 1, transport: str = "auto"):
     from iadr1_rl.train.config import load_config
 
     policy, reference, rollout = args.gpus
@@ -135,6 +139,7 @@ def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path, w
         f"resources.torch_threads={args.threads}",
         f"memory.train_tokens={args.train_tokens}",
         f"rollout.engine={engine}",
+        f"rollout.weight_transport={transport}",
     ]
     if rollout > 0:  # vLLM takes what it is told: at most the rollout worker's share of its GPU
         overrides.append(f"rollout.gpu_memory_utilization={min(rollout, 0.85)}")
@@ -143,18 +148,21 @@ def bench_config(args, engine: str, model: Path, records: Path, run_dir: Path, w
     return load_config(ROOT / "recipes" / "configs" / "demo.yaml", overrides)
 
 
-def run_steps(args, engine: str, world: int = 1) -> dict:
-    """`args.steps` SC-GRPO steps through the local backend with `engine` and the policy as
-    `world` ranks; phases, rates, peaks, training state and plan."""
+def run_steps(args, engine: str, world: int = 1, transport: str = "auto") -> dict:
+    """`args.steps` SC-GRPO steps through the local backend with `engine`, the policy as
+    `world` ranks and the weights sent by `transport`; phases, rates, peaks, training state,
+    the sync's size and the plan."""
     from iadr1_rl.backends.local.grpo import run_grpo
+    from iadr1_rl.backends.local.plan import GRPOPlan
     from iadr1_rl.memory.plan import plan_memory
 
     dtype = args.dtype
     out = Path(args.out)
     model, records = build_inputs(args.shape, out, dtype, args.prompts)
     with tempfile.TemporaryDirectory(dir=out) as run_dir:
-        config = bench_config(args, engine, model, records, Path(run_dir), world)
+        config = bench_config(args, engine, model, records, Path(run_dir), world, transport)
         plan = plan_memory(config, "sc_grpo")
+        transports = GRPOPlan.from_config(config).transports
         run_grpo(config, progress=False, run_eval=False)
         rows = [json.loads(line) for line in (Path(run_dir) / "sc_grpo" / "metrics.jsonl").read_text().splitlines()]
     timed = rows[1:] or rows  # the first step warms up
@@ -170,6 +178,8 @@ def run_steps(args, engine: str, world: int = 1) -> dict:
         "device": "cuda" if _has_cuda() else "cpu",
         "engine": engine,
         "world": world,
+        "transport": ",".join(sorted(set(transports.values()))),  # what `auto` chose, where it was asked
+        "sync_gib": statistics.fmean(r.get("sync_gib", 0.0) for r in timed),
         "dtype": dtype,
         "samples_per_step": args.prompts * args.group,
         "new_tokens": args.new_tokens,
@@ -333,7 +343,8 @@ def _ratio(new: dict, old: dict, cap: float) -> dict:
 def print_steps(result: dict) -> None:
     print(
         f"\n{result['shape']} ({result['parameters_b']:.2f} B parameters, {result['dtype']}, {result['device']}, "
-        f"{result['engine']} engine, {result['world']} policy rank(s)): {result['samples_per_step']} samples × "
+        f"{result['engine']} engine, {result['world']} policy rank(s), weights by {result['transport']} "
+        f"({result['sync_gib']:.3f} GiB a sync)): {result['samples_per_step']} samples × "
         f"≤ {result['new_tokens']} new tokens, {result['steps_timed']} step(s) timed"
     )
     print("phase              seconds")
@@ -403,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--new-tokens", type=int, default=64, help="the most new tokens per completion")
     parser.add_argument("--engine", default="hf", help="rollout.engine; several, comma-separated, run in turn")
     parser.add_argument("--world", default="1", help="policy ranks (ZeRO-3 above 1); several, comma-separated")
+    parser.add_argument(
+        "--transport", default="auto", help="rollout.weight_transport (GPUs: ipc, nccl); several, comma-separated"
+    )
     parser.add_argument("--dtype", default=None, help="default: bfloat16 on a GPU, float32 on CPU")
     parser.add_argument("--gpus", default="0,0,0", help="policy,reference,rollout GPU shares (0: CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per actor (0: torch's choice)")
@@ -438,7 +452,15 @@ def main(argv: list[str] | None = None) -> int:
         print_compare(result["compare"])
     else:
         worlds = [int(w) for w in args.world.split(",") if w.strip()]
-        result = {"steps": [run_steps(args, engine, world) for engine in _engines(args.engine) for world in worlds]}
+        transports = [t.strip() for t in args.transport.split(",") if t.strip()]
+        result = {
+            "steps": [
+                run_steps(args, engine, world, transport)
+                for engine in _engines(args.engine)
+                for world in worlds
+                for transport in transports
+            ]
+        }
         for steps in result["steps"]:
             print_steps(steps)
         if len(worlds) > 1:

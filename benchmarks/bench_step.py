@@ -154,15 +154,14 @@ def run_steps(args, engine: str, world: int = 1, transport: str = "auto") -> dic
     the sync's size and the plan."""
     from iadr1_rl.backends.local.grpo import run_grpo
     from iadr1_rl.backends.local.plan import GRPOPlan
-    from iadr1_rl.memory.plan import plan_memory
 
     dtype = args.dtype
     out = Path(args.out)
     model, records = build_inputs(args.shape, out, dtype, args.prompts)
     with tempfile.TemporaryDirectory(dir=out) as run_dir:
         config = bench_config(args, engine, model, records, Path(run_dir), world, transport)
-        plan = plan_memory(config, "sc_grpo")
-        transports = GRPOPlan.from_config(config).transports
+        grpo_plan = GRPOPlan.from_config(config)  # the run's own plan: its memory and transports
+        plan, transports = grpo_plan.memory, grpo_plan.transports
         run_grpo(config, progress=False, run_eval=False)
         rows = [json.loads(line) for line in (Path(run_dir) / "sc_grpo" / "metrics.jsonl").read_text().splitlines()]
     timed = rows[1:] or rows  # the first step warms up

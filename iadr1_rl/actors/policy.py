@@ -11,7 +11,13 @@ import torch
 from ..data.records import Record
 from ..models.encoding import encode_prompts
 from ..rollout.transport import Seat
-from ..rollout.weight_sync import DEFAULT_BUCKET_BYTES, WeightBucket, WeightSender, checkpoint_named_parameters
+from ..rollout.weight_sync import (
+    DEFAULT_BUCKET_BYTES,
+    WeightBucket,
+    WeightSender,
+    checkpoint_named_parameters,
+    whole_bytes,
+)
 from ..train.distributed import DistributedSpec, all_reduce_sum, free_port
 from ..train.engine import OptimizerSettings, TrainEngine, build_engine
 from ..train.losses import GRPO_SUMS, PPOSettings, grpo_loss, sft_loss
@@ -236,9 +242,7 @@ class PolicyActor(ModelActor):
     def weight_bytes(self) -> int:
         """Bytes of one whole copy of the weights a sync sends (the whole parameters, under
         ZeRO-3 too)."""
-        return sum(
-            getattr(p, "ds_numel", p.numel()) * p.element_size() for _, p in checkpoint_named_parameters(self.model)
-        )
+        return sum(whole_bytes(p) for _, p in checkpoint_named_parameters(self.model))
 
     def state_bytes(self) -> int:
         """Bytes of the training state this rank holds: its weights (under ZeRO-3 its shard),

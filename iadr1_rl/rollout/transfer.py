@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .weight_sync import WeightSyncError, bucket_layout
+from .weight_sync import WeightSyncError, bucket_layout, whole_bytes
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class CheckpointSource:
     ) -> None:
         self.named = list(named)
         self.gather = gather
-        sizes = [_numel(p) * p.element_size() for _, p in self.named]
+        sizes = [whole_bytes(p) for _, p in self.named]
         self.layout = bucket_layout(sizes, bucket_bytes)
 
     def metadata(self) -> list[ParamMeta]:
@@ -56,10 +56,6 @@ class CheckpointSource:
             with self.gather([p for _, p in bucket]), torch.no_grad():
                 for name, parameter in bucket:
                     yield name, parameter.detach()
-
-
-def _numel(parameter: torch.nn.Parameter) -> int:
-    return getattr(parameter, "ds_numel", parameter.numel())  # a ZeRO-3 shard's numel() is its part
 
 
 def _shape(parameter: torch.nn.Parameter) -> tuple[int, ...]:

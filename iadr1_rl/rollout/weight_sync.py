@@ -68,6 +68,12 @@ def checkpoint_named_parameters(model: torch.nn.Module) -> list[tuple[str, torch
     return list(reverted.items())
 
 
+def whole_bytes(parameter: torch.nn.Parameter) -> int:
+    """A parameter's bytes when whole (a ZeRO-3 shard's `numel()` is its own part; `ds_numel`
+    is the whole parameter's)."""
+    return getattr(parameter, "ds_numel", parameter.numel()) * parameter.element_size()
+
+
 def bucket_layout(sizes: Sequence[int], bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> list[list[int]]:
     """Indices of consecutive tensors grouped into buckets of at most `bucket_bytes` (a tensor
     larger than that is a bucket alone).
@@ -106,8 +112,7 @@ class WeightSender:
 
     def __init__(self, model: torch.nn.Module, bucket_bytes: int = DEFAULT_BUCKET_BYTES) -> None:
         self.named = checkpoint_named_parameters(model)  # a tied weight once
-        # A ZeRO-3 shard's `numel()` is its own part; `ds_numel` is the whole parameter's.
-        sizes = [getattr(p, "ds_numel", p.numel()) * p.element_size() for _, p in self.named]
+        sizes = [whole_bytes(p) for _, p in self.named]
         self.layout = bucket_layout(sizes, bucket_bytes)
 
     @property

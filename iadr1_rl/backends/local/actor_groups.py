@@ -476,10 +476,9 @@ def answered(refs: list, actors: list[ActorRef], version: int, timeout_s: float,
     did not answer within `timeout_s` (a hung engine or rank ends the wait instead of hanging
     the run); `wait_s` waits longer for calls made of several bounded ones."""
     try:
-        return wait_for(refs, actors, wait_s or timeout_s, bound="rollout.sync_timeout_s")
+        return wait_for(refs, actors, wait_s or timeout_s, bound=f"rollout.sync_timeout_s={timeout_s:g} s")
     except ActorLost as lost:
-        reason = lost.reason.replace(f"={wait_s or timeout_s:g} s", f"={timeout_s:g} s")
-        raise SyncLost(lost.actor, f"{reason} (weight sync {version})") from lost
+        raise SyncLost(lost.actor, f"{lost.reason} (weight sync {version})") from lost
 
 
 def check_versions(sent: int, held: Sequence[int | None]) -> None:

@@ -75,9 +75,10 @@ def death_reason(error: BaseException) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)[:200]
 
 
-def wait_for(refs: Sequence, actors: Sequence[ActorRef], timeout_s: float, bound: str = "resilience.call_timeout_s"):
+def wait_for(refs: Sequence, actors: Sequence[ActorRef], timeout_s: float, bound: str | None = None):
     """The results of `refs` (calls to `actors`, in order), or `ActorLost` naming the actor
-    that died or did not answer within `timeout_s` (`bound` names the key that set it)."""
+    that died or did not answer within `timeout_s` (`bound`: the limit as said, by default
+    `resilience.call_timeout_s=<timeout_s> s`)."""
     refs = list(refs)
     ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
     answered = set(ready)
@@ -91,7 +92,7 @@ def wait_for(refs: Sequence, actors: Sequence[ActorRef], timeout_s: float, bound
                 raise ActorLost(actor, death_reason(error)) from error
     if pending:
         late = next(actor for ref, actor in zip(refs, actors) if ref in pending)
-        raise ActorLost(late, f"did not answer within {bound}={timeout_s:g} s")
+        raise ActorLost(late, f"did not answer within {bound or f'resilience.call_timeout_s={timeout_s:g} s'}")
     return results
 
 

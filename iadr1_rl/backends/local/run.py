@@ -45,13 +45,7 @@ class Run:
         # Started now: a tracker that cannot start stops the run before anything trains.
         params = {key: config.plain(key) for key in config_keys()}
         self.trackers = Trackers.open(plan.trackers, self.out, params, plan.tracker_project, plan.mlflow_uri)
-        self.checkpoint = latest_checkpoint(self.out) if resume else None
-        self.start_step = 0
-        if self.checkpoint is not None:
-            state = check_same_run(self.checkpoint, plan.stage, plan.seed, plan.identity)
-            self.start_step = state["step"]
-            logger.info("resuming %s from %s (step %d)", plan.stage, self.checkpoint, self.start_step)
-        self.log = RunLogger(self.out, resume_step=self.start_step, trackers=self.trackers)
+        self._continue_from(latest_checkpoint(self.out) if resume else None)
         self.bar = None
         if progress:
             from tqdm import tqdm
@@ -59,6 +53,15 @@ class Run:
             self.bar = tqdm(total=plan.steps, initial=self.start_step, desc=plan.stage, unit="step")
         self.started = time.perf_counter()
         self.final = self.out / "final"
+
+    def _continue_from(self, checkpoint: Path | None) -> None:
+        """Start at `checkpoint` (refused if another run wrote it), or at step 0; the log
+        keeps the steps up to it."""
+        self.checkpoint, self.start_step = checkpoint, 0
+        if checkpoint is not None:
+            self.start_step = check_same_run(checkpoint, self.plan.stage, self.plan.seed, self.plan.identity)["step"]
+            logger.info("resuming %s from %s (step %d)", self.plan.stage, checkpoint, self.start_step)
+        self.log = RunLogger(self.out, resume_step=self.start_step, trackers=self.trackers)
 
     def steps(self) -> range:
         return range(self.start_step, self.plan.steps)
@@ -68,13 +71,7 @@ class Run:
         `--resume` would, in this command: the log keeps the steps up to it (the later ones
         are redone, so that none appears twice). The step it goes on from."""
         self.log.close()
-        self.checkpoint = latest_checkpoint(self.out)
-        self.start_step = 0
-        if self.checkpoint is not None:
-            self.start_step = check_same_run(self.checkpoint, self.plan.stage, self.plan.seed, self.plan.identity)[
-                "step"
-            ]
-        self.log = RunLogger(self.out, resume_step=self.start_step, trackers=self.trackers)
+        self._continue_from(latest_checkpoint(self.out))
         if self.bar is not None:
             self.bar.n = self.start_step
             self.bar.refresh()

@@ -1,9 +1,10 @@
 """Long runs survive lost actors (`resilience.*`, `backends/local/resilience.py`).
 
-One SC-GRPO recipe run, in its own process and Ray, loses its rollout worker (kill -9)
-during step 2, its reference worker during step 3 and its policy after the step-3
-checkpoint: it exits 0 with steps 1-5 logged once each, a line per restart saying what
-died and why, and the final weights of an undisturbed run with the same seed. Every wait
+An SC-GRPO recipe, in its own process and Ray, is killed whole (kill -9) after its step-1
+checkpoint; its `--resume` loses its rollout worker (kill -9) during step 2, its reference
+worker during step 3 and its policy after the step-3 checkpoint: it exits 0 with steps 1-5
+logged once each, a line per restart saying what died and why, and the final weights of
+an undisturbed run with the same seed, bit for bit. Every wait
 names the actor it waited on: a dead one with Ray's reason, a hung one at its bound.
 """
 
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -131,40 +134,73 @@ def logged_steps(out: Path) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def wait_until(condition, victim: subprocess.Popen, what: str, seconds: float = 240) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert victim.poll() is None, f"the run ended before {what}: {victim.stderr.read()[-3000:]}"
-        assert time.monotonic() < deadline, f"{what} did not happen in {seconds} s"
-        time.sleep(0.05)
+class RecipeRun:
+    """A recipe in its own session (its own local Ray), its stderr read as it comes, so
+    that a test can wait on what the run says and logs."""
+
+    def __init__(self, command: list[str]) -> None:
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        self.pid = self.process.pid
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self.lines.extend, args=(self.process.stderr,), daemon=True)
+        self.reader.start()
+
+    def says(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def stderr(self) -> str:
+        self.reader.join(timeout=30)
+        return "".join(self.lines)
+
+    def wait_until(self, condition, what: str, seconds: float = 240) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert self.process.poll() is None, f"the run ended before {what}: {self.stderr()[-3000:]}"
+            assert time.monotonic() < deadline, f"{what} did not happen in {seconds} s"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """kill -9 of the driver and the local Ray it started (nothing can clean up)."""
+        os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait()
 
 
-def test_a_run_that_loses_its_rollout_reference_and_policy_ends_as_an_undisturbed_one(
+def test_a_run_killed_then_losing_its_rollout_reference_and_policy_ends_as_an_undisturbed_one(
     ray_session, tmp_path, formatted_model, synthetic_records
 ):
+    """kill -9 of the whole recipe after the step-1 checkpoint (nothing can clean up), then
+    `--resume`; that run loses its rollout worker during step 2, its reference during step 3
+    and its policy after the step-3 checkpoint, and ends by itself."""
     base = base_overrides(tmp_path, formatted_model, synthetic_records)
     straight = tmp_path / "straight"
     run_grpo(load_config(None, [*base, f"grpo.output={straight}"]), progress=False, run_eval=False)
 
     out = tmp_path / "faulted"
     command = [sys.executable, str(ROOT / "recipes" / "sc_grpo.py"), *base, f"grpo.output={out}"]
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    victim = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    killed = RecipeRun(command)
     try:
-        wait_until(lambda: len(logged_steps(out)) >= 1, victim, "step 1")
-        actor_process(victim.pid, "RolloutActor").kill()  # during step 2
-        wait_until(lambda: len(logged_steps(out)) >= 2, victim, "step 2")
-        actor_process(victim.pid, "ReferenceActor").kill()  # during step 3
-        checkpoint = out / "checkpoints" / "step_000003"
-        wait_until(checkpoint.is_dir, victim, "the step-3 checkpoint")
-        actor_process(victim.pid, "PolicyActor").kill()  # during step 4
-        _, stderr = victim.communicate(timeout=600)
+        killed.wait_until((out / "checkpoints" / "step_000001").is_dir, "the step-1 checkpoint")
     finally:
-        if victim.poll() is None:
-            os.killpg(victim.pid, 9)
-    assert victim.returncode == 0, stderr[-3000:]
+        killed.kill()
+    assert not (out / "final").exists()
+
+    resumed = RecipeRun([*command, "--resume"])
+    try:
+        resumed.wait_until(lambda: resumed.says("started rollout, policy, reference"), "the actors' start")
+        actor_process(resumed.pid, "RolloutActor").kill()  # during step 2
+        resumed.wait_until(lambda: len(logged_steps(out)) >= 2, "step 2")
+        actor_process(resumed.pid, "ReferenceActor").kill()  # during step 3
+        resumed.wait_until((out / "checkpoints" / "step_000003").is_dir, "the step-3 checkpoint")
+        actor_process(resumed.pid, "PolicyActor").kill()  # during step 4
+        resumed.process.wait(timeout=600)
+    finally:
+        if resumed.process.poll() is None:
+            resumed.kill()
+    stderr = resumed.stderr()
+    assert resumed.process.returncode == 0, stderr[-3000:]
 
     assert logged_steps(out) == [1, 2, 3, 4, 5]  # each once, none missing
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]

@@ -223,3 +223,83 @@ def ray_session():
     )
     yield
     ray.shutdown()
+
+
+class RecipeRun:
+    """A recipe run as a user runs it: in its own process session (and so with the local Ray
+    it starts), its stderr read as it comes, so that a test can wait on what the run says,
+    kill one of its actors' processes, or kill it whole."""
+
+    def __init__(self, command: list[str]) -> None:
+        import subprocess
+        import threading
+
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self.lines.extend, args=(self.process.stderr,), daemon=True)
+        self.reader.start()
+
+    def says(self, text: str) -> bool:
+        return any(text in line for line in list(self.lines))
+
+    def stderr(self) -> str:
+        self.reader.join(timeout=30)
+        return "".join(self.lines)
+
+    def wait_until(self, condition, what: str, seconds: float = 240) -> None:
+        import time
+
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert self.process.poll() is None, f"the run ended before {what}: {self.stderr()[-3000:]}"
+            assert time.monotonic() < deadline, f"{what} did not happen in {seconds} s"
+            time.sleep(0.05)
+
+    def actor_process(self, actor: str, seconds: float = 60):
+        """The live process of `actor` (its class name) among the run's (psutil.Process)."""
+        import time
+
+        import psutil
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for process in psutil.process_iter(["pid", "cmdline", "status"]):
+                try:
+                    title = " ".join(process.info["cmdline"] or [])
+                    if os.getsid(process.pid) == self.process.pid and title.startswith(f"ray::{actor}"):
+                        if process.info["status"] != psutil.STATUS_ZOMBIE:
+                            return process
+                except (ProcessLookupError, PermissionError, psutil.Error):
+                    continue
+            time.sleep(0.2)
+        raise AssertionError(f"no process of {actor} among the run's")
+
+    def finish(self, seconds: float) -> int:
+        """Its exit status, once it ends by itself within `seconds`."""
+        return self.process.wait(timeout=seconds)
+
+    def kill(self) -> None:
+        """kill -9 of the driver and the local Ray it started (nothing can clean up)."""
+        import signal
+
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def start_recipe():
+    """`start_recipe("sc_grpo.py", *arguments)`: a RecipeRun of `recipes/<name>`; one still
+    running when the test ends is killed whole."""
+    runs: list[RecipeRun] = []
+
+    def start(name: str, *arguments: str) -> RecipeRun:
+        runs.append(RecipeRun([sys.executable, str(ROOT / "recipes" / name), *arguments]))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        if run.process.poll() is None:
+            run.kill()

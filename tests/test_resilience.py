@@ -4,22 +4,16 @@ An SC-GRPO recipe, in its own process and Ray, is killed whole (kill -9) after i
 checkpoint; its `--resume` loses its rollout worker (kill -9) during step 2, its reference
 worker during step 3 and its policy after the step-3 checkpoint: it exits 0 with steps 1-5
 logged once each, a line per restart saying what died and why, and the final weights of
-an undisturbed run with the same seed, bit for bit. Every wait
-names the actor it waited on: a dead one with Ray's reason, a hung one at its bound.
+an undisturbed run with the same seed, bit for bit. Every wait names the actor it waited
+on: a dead one with Ray's reason, a hung one at its bound.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import ray
 import torch
@@ -28,9 +22,6 @@ from safetensors.torch import load_file
 from iadr1_rl.backends.local.grpo import run_grpo
 from iadr1_rl.backends.local.resilience import ActorLost, ActorRef, RestartBudget, death_reason, wait_for
 from iadr1_rl.train.config import load_config
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 DEAD_WORKER = (
     "The actor died unexpectedly before finishing this task.\n\tclass_name: RolloutActor\nThe actor is dead because "
@@ -113,63 +104,13 @@ def base_overrides(tmp_path: Path, model: Path, records: Path) -> list[str]:
     ]
 
 
-def actor_process(sid: int, actor: str) -> psutil.Process:
-    """The live process of `actor` (its class name) in a recipe's session (its own Ray)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for process in psutil.process_iter(["pid", "cmdline", "status"]):
-            try:
-                title = " ".join(process.info["cmdline"] or [])
-                if os.getsid(process.pid) == sid and title.startswith(f"ray::{actor}"):
-                    if process.info["status"] != psutil.STATUS_ZOMBIE:
-                        return process
-            except (ProcessLookupError, PermissionError, psutil.Error):
-                continue
-        time.sleep(0.2)
-    raise AssertionError(f"no process of {actor} in the recipe's session")
-
-
 def logged_steps(out: Path) -> list[int]:
     path = out / "metrics.jsonl"
     return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-class RecipeRun:
-    """A recipe in its own session (its own local Ray), its stderr read as it comes, so
-    that a test can wait on what the run says and logs."""
-
-    def __init__(self, command: list[str]) -> None:
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        self.pid = self.process.pid
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self.lines.extend, args=(self.process.stderr,), daemon=True)
-        self.reader.start()
-
-    def says(self, text: str) -> bool:
-        return any(text in line for line in list(self.lines))
-
-    def stderr(self) -> str:
-        self.reader.join(timeout=30)
-        return "".join(self.lines)
-
-    def wait_until(self, condition, what: str, seconds: float = 240) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            assert self.process.poll() is None, f"the run ended before {what}: {self.stderr()[-3000:]}"
-            assert time.monotonic() < deadline, f"{what} did not happen in {seconds} s"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """kill -9 of the driver and the local Ray it started (nothing can clean up)."""
-        os.killpg(self.pid, signal.SIGKILL)
-        self.process.wait()
-
-
 def test_a_run_killed_then_losing_its_rollout_reference_and_policy_ends_as_an_undisturbed_one(
-    ray_session, tmp_path, formatted_model, synthetic_records
+    ray_session, tmp_path, formatted_model, synthetic_records, start_recipe
 ):
     """kill -9 of the whole recipe after the step-1 checkpoint (nothing can clean up), then
     `--resume`; that run loses its rollout worker during step 2, its reference during step 3
@@ -179,28 +120,20 @@ def test_a_run_killed_then_losing_its_rollout_reference_and_policy_ends_as_an_un
     run_grpo(load_config(None, [*base, f"grpo.output={straight}"]), progress=False, run_eval=False)
 
     out = tmp_path / "faulted"
-    command = [sys.executable, str(ROOT / "recipes" / "sc_grpo.py"), *base, f"grpo.output={out}"]
-    killed = RecipeRun(command)
-    try:
-        killed.wait_until((out / "checkpoints" / "step_000001").is_dir, "the step-1 checkpoint")
-    finally:
-        killed.kill()
+    killed = start_recipe("sc_grpo.py", *base, f"grpo.output={out}")
+    killed.wait_until((out / "checkpoints" / "step_000001").is_dir, "the step-1 checkpoint")
+    killed.kill()
     assert not (out / "final").exists()
 
-    resumed = RecipeRun([*command, "--resume"])
-    try:
-        resumed.wait_until(lambda: resumed.says("started rollout, policy, reference"), "the actors' start")
-        actor_process(resumed.pid, "RolloutActor").kill()  # during step 2
-        resumed.wait_until(lambda: len(logged_steps(out)) >= 2, "step 2")
-        actor_process(resumed.pid, "ReferenceActor").kill()  # during step 3
-        resumed.wait_until((out / "checkpoints" / "step_000003").is_dir, "the step-3 checkpoint")
-        actor_process(resumed.pid, "PolicyActor").kill()  # during step 4
-        resumed.process.wait(timeout=600)
-    finally:
-        if resumed.process.poll() is None:
-            resumed.kill()
-    stderr = resumed.stderr()
-    assert resumed.process.returncode == 0, stderr[-3000:]
+    resumed = start_recipe("sc_grpo.py", *base, f"grpo.output={out}", "--resume")
+    resumed.wait_until(lambda: resumed.says("started rollout"), "the actors' start")
+    resumed.actor_process("RolloutActor").kill()  # during step 2
+    resumed.wait_until(lambda: len(logged_steps(out)) >= 2, "step 2")
+    resumed.actor_process("ReferenceActor").kill()  # during step 3
+    resumed.wait_until((out / "checkpoints" / "step_000003").is_dir, "the step-3 checkpoint")
+    resumed.actor_process("PolicyActor").kill()  # during step 4
+    returncode, stderr = resumed.finish(600), resumed.stderr()
+    assert returncode == 0, stderr[-3000:]
 
     assert logged_steps(out) == [1, 2, 3, 4, 5]  # each once, none missing
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]

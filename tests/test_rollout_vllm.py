@@ -1,17 +1,15 @@
 """The vLLM rollout engine on CPU (tiny Qwen2-VL, float32), in .venv-vllm (`make test-vllm`):
 its sampling log-probs equal the policy's forward at the same weights, and again after a
-policy step and a bucketed weight sync; SC-GRPO with rollout.engine=vllm trains, logs a
-near-zero rollout_logprob_gap and time_sync, resumes after SIGKILL, and goes on with a new
-engine after its engine's process is killed."""
+policy step and a bucketed weight sync; SC-GRPO with rollout.engine=vllm on two ZeRO-3
+ranks trains, logs a near-zero rollout_logprob_gap and time_sync, resumes after SIGKILL,
+and goes on with a new engine after its engine's process is killed."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -147,77 +145,35 @@ def grpo_overrides(run: Path, model: Path, records: Path) -> list[str]:
     ]
 
 
-def recipe(*overrides: str) -> list[str]:
-    return [sys.executable, str(ROOT / "recipes" / "sc_grpo.py"), "--no-eval", "--no-progress", *overrides]
-
-
-def test_sc_grpo_with_vllm_trains_logs_the_gap_and_resumes_after_sigkill(tmp_path, formatted_model, synthetic_records):
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    base = grpo_overrides(tmp_path, formatted_model, synthetic_records)
-    process = subprocess.Popen(
-        recipe(*base), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    first = tmp_path / "grpo" / "checkpoints" / "step_000001"
-    deadline = time.monotonic() + 400
-    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert first.exists(), process.communicate()[1][-3000:] if process.poll() is not None else "no checkpoint"
-    os.killpg(process.pid, signal.SIGKILL)  # the driver and the local Ray it started, mid-run
-    process.wait()
+def test_sc_grpo_on_two_zero3_ranks_resumes_after_sigkill_and_syncs_a_new_engine(
+    tmp_path, formatted_model, synthetic_records, start_recipe
+):
+    """The policy as two DeepSpeed ZeRO-3 ranks (gloo): every bucket of every sync is gathered
+    from the shards and sent by rank 0. The recipe is killed whole (kill -9) after its step-1
+    checkpoint and resumed; the resumed run's engine process is killed in step 2 and a new
+    engine, started in its place, takes its first sync (the step redone with the same seeds).
+    The engine's log-probs stay the policy's every step."""
+    ranks = ["grpo.strategy=deepspeed", "grpo.zero_stage=3", "grpo.world_size=2"]
+    base = [*grpo_overrides(tmp_path, formatted_model, synthetic_records), *ranks, "--no-eval", "--no-progress"]
+    killed = start_recipe("sc_grpo.py", *base)
+    killed.wait_until((tmp_path / "grpo" / "checkpoints" / "step_000001").is_dir, "the step-1 checkpoint", 600)
+    killed.kill()
     assert not (tmp_path / "grpo" / "final").exists()
-    resumed = subprocess.run(recipe(*base, "--resume"), env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    resumed = start_recipe("sc_grpo.py", *base, "--resume")
+    resumed.wait_until(lambda: resumed.says("started rollout"), "the actors' start", 600)
+    resumed.actor_process("RolloutActor").kill()  # during step 2
+    returncode = resumed.finish(900)
+    assert returncode == 0, resumed.stderr()[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]
     for row in rows:
         assert row["rollout_logprob_gap"] <= 1e-3, row  # the engine samples from the policy being trained
         # The workers sampled with the weights of the sync before (counted in this process).
         assert row["time_sync"] > 0 and 0 <= row["weights_version"] < row["step"]
-    assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
-
-
-def test_sc_grpo_on_two_zero3_ranks_syncs_gathered_weights_into_vllm_and_a_new_engine(
-    tmp_path, formatted_model, synthetic_records
-):
-    """The policy as two DeepSpeed ZeRO-3 ranks (gloo): every bucket of every sync is gathered
-    from the shards and sent by rank 0; the engine's log-probs stay the policy's every step,
-    also after its process is killed in step 2 and a new engine, started in its place, took
-    its first sync (the step redone with the same seeds)."""
-    import psutil
-
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    base = grpo_overrides(tmp_path, formatted_model, synthetic_records)
-    ranks = ["grpo.strategy=deepspeed", "grpo.zero_stage=3", "grpo.world_size=2", "grpo.steps=2"]
-    process = subprocess.Popen(
-        recipe(*base, *ranks),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    metrics = tmp_path / "grpo" / "metrics.jsonl"
-    deadline = time.monotonic() + 600
-    while not (metrics.is_file() and metrics.read_text().strip()) and process.poll() is None:
-        assert time.monotonic() < deadline, "step 1 did not end"
-        time.sleep(0.2)
-    engines = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if os.getsid(p.pid) == process.pid and " ".join(p.info["cmdline"] or []).startswith("ray::RolloutActor")
-    ]
-    assert len(engines) == 1, process.communicate()[1][-3000:] if process.poll() is not None else engines
-    engines[0].kill()  # during step 2
-    _, stderr = process.communicate(timeout=900)
-    assert process.returncode == 0, stderr[-3000:]
-    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2]
-    for row in rows:
-        assert row["rollout_logprob_gap"] <= 1e-3, row
     events = [json.loads(line) for line in (tmp_path / "grpo" / "events.jsonl").read_text().splitlines()]
-    assert [(e["event"], e["lost"]) for e in events] == [("actor_restart", "rollout worker 0")]
+    assert [(e["event"], e["lost"], e["step"]) for e in events] == [("actor_restart", "rollout worker 0", 2)]
+    assert (tmp_path / "grpo" / "final" / "model.safetensors").is_file()
 
 
 def test_the_evaluation_backend_generates_greedily_as_hf_does(engine, formatted_model, records):

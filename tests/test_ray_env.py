@@ -86,3 +86,45 @@ def test_the_demo_head_stops_alone(running_head, tmp_path):
     assert listed.returncode != 0
     other = subprocess.run([RAY, "status", "--address", running_head], env=env, capture_output=True, timeout=120)
     assert other.returncode == 0, "stop-local.sh stopped a Ray cluster it did not start"
+
+
+class FlakyRay:
+    """A stand-in for `ray` whose first `init`s raise the given errors."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls: list[str] = []
+
+    def init(self, **options) -> None:
+        self.calls.append("init")
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+
+TIMED_OUT = Exception(
+    "The current node timed out during startup. This could happen because some of the raylet failed to "
+    "startup or the GCS has become overloaded."
+)  # Ray 2.60's words (measured: its raylet waited 30 s for its agents on a busy machine)
+
+
+@pytest.mark.parametrize(
+    ("errors", "calls", "raised"),
+    [
+        ([], ["init"], None),
+        ([TIMED_OUT], ["init", "shutdown", "init"], None),  # a busy machine: started again
+        ([TIMED_OUT, TIMED_OUT], ["init", "shutdown", "init"], "timed out during startup"),  # bounded
+        ([ValueError("bad num_cpus")], ["init"], "bad num_cpus"),  # anything else: not retried
+    ],
+)
+def test_a_local_ray_that_timed_out_starting_is_started_once_more(errors, calls, raised, caplog):
+    ray = FlakyRay(*errors)
+    if raised:
+        with pytest.raises(Exception, match=raised):
+            ray_env.start_local(ray, {"address": "local"})
+    else:
+        ray_env.start_local(ray, {"address": "local"})
+    assert ray.calls == calls
+    assert ("starting it again" in caplog.text) == (calls.count("init") > 1)

@@ -74,14 +74,40 @@ def _init(ray, address: str | None, num_cpus: int | None) -> None:
     # Workers import our packages: give them the checkout on their path.
     root = str(Path(__file__).resolve().parents[3])
     python_path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(
+    options = dict(
         address="local",
         num_cpus=num_cpus or os.cpu_count(),
         include_dashboard=False,
         log_to_driver=True,
         runtime_env={"env_vars": {"PYTHONPATH": python_path}},
     )
+    start_local(ray, options)
     logger.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
+
+
+LOCAL_START_ATTEMPTS = 2
+
+
+def start_local(ray, options: dict[str, Any], attempts: int = LOCAL_START_ATTEMPTS) -> None:
+    """`ray.init(**options)`, again when the node "timed out during startup": Ray 2.60 gives
+    its raylet a fixed 30 s to see its Python agents up, which a machine busy on every core
+    can exceed (measured here: a recipe started beside two training processes). Any other
+    error, or the last attempt's, is raised. The failed attempt's processes share the
+    driver's fate (they end with it)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**options)
+            return
+        except Exception as error:  # Ray raises a bare Exception for it
+            if "timed out during startup" not in str(error) or attempt == attempts:
+                raise
+            logger.warning(
+                "the local Ray timed out starting (%s): starting it again (attempt %d of %d)",
+                error,
+                attempt + 1,
+                attempts,
+            )
+            ray.shutdown()
 
 
 def check_resources(requests: dict[str, dict[str, float]]) -> None:

@@ -59,6 +59,13 @@ def test_a_wait_names_the_actor_that_died_or_hung(ray_session):
     assert wait_for([alive.answer.remote()], [ActorRef("rollout", 0)], 30) == [7]
     ray.get(dead.answer.remote())
     ray.kill(dead)
+    deadline = time.monotonic() + 30
+    while True:  # ray.kill is asynchronous: a call may still be answered until the kill lands
+        try:
+            ray.get(dead.answer.remote())
+        except ray.exceptions.RayActorError:
+            break
+        assert time.monotonic() < deadline, "ray.kill did not end the actor"
     with pytest.raises(ActorLost, match=r"reference worker 1 was lost: killed \(ray\.kill\)") as lost:
         wait_for([alive.answer.remote(), dead.answer.remote()], [ActorRef("rollout", 0), ActorRef("reference", 1)], 30)
     assert lost.value.stateless

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -225,15 +229,33 @@ def ray_session():
     ray.shutdown()
 
 
+def psutil_errors() -> tuple[type[BaseException], ...]:
+    """What reading another process can raise while it ends."""
+    import psutil
+
+    return (ProcessLookupError, PermissionError, psutil.Error)
+
+
+def session_processes(sid: int) -> list:
+    """Every live process of a session (a recipe started with start_new_session): psutil.Process."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getsid(process.pid) == sid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil_errors():
+            continue
+    return found
+
+
 class RecipeRun:
     """A recipe run as a user runs it: in its own process session (and so with the local Ray
     it starts), its stderr read as it comes, so that a test can wait on what the run says,
     kill one of its actors' processes, or kill it whole."""
 
     def __init__(self, command: list[str]) -> None:
-        import subprocess
-        import threading
-
         env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -250,8 +272,6 @@ class RecipeRun:
         return "".join(self.lines)
 
     def wait_until(self, condition, what: str, seconds: float = 240) -> None:
-        import time
-
         deadline = time.monotonic() + seconds
         while not condition():
             assert self.process.poll() is None, f"the run ended before {what}: {self.stderr()[-3000:]}"
@@ -260,19 +280,13 @@ class RecipeRun:
 
     def actor_process(self, actor: str, seconds: float = 60):
         """The live process of `actor` (its class name) among the run's (psutil.Process)."""
-        import time
-
-        import psutil
-
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            for process in psutil.process_iter(["pid", "cmdline", "status"]):
+            for process in session_processes(self.process.pid):
                 try:
-                    title = " ".join(process.info["cmdline"] or [])
-                    if os.getsid(process.pid) == self.process.pid and title.startswith(f"ray::{actor}"):
-                        if process.info["status"] != psutil.STATUS_ZOMBIE:
-                            return process
-                except (ProcessLookupError, PermissionError, psutil.Error):
+                    if " ".join(process.cmdline()).startswith(f"ray::{actor}"):
+                        return process
+                except psutil_errors():
                     continue
             time.sleep(0.2)
         raise AssertionError(f"no process of {actor} among the run's")
@@ -283,8 +297,6 @@ class RecipeRun:
 
     def kill(self) -> None:
         """kill -9 of the driver and the local Ray it started (nothing can clean up)."""
-        import signal
-
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 

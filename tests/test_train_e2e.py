@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -19,6 +18,8 @@ from iadr1_rl.backends.local.grpo import run_grpo
 from iadr1_rl.backends.local.sft import run_sft
 from iadr1_rl.train.config import load_config
 from rewards import Scorer
+
+from .conftest import session_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,18 +140,6 @@ def test_sft_then_grpo_update_and_log(ray_session, tmp_path, tiny_model_dir, syn
 
 def recipe(name: str) -> list[str]:
     return [sys.executable, str(ROOT / "recipes" / name), "--no-eval", "--no-progress"]
-
-
-def session_processes(sid: int) -> list[psutil.Process]:
-    """Every live process of a session (a recipe started with start_new_session)."""
-    found = []
-    for process in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getsid(process.pid) == sid and process.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(process)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return found
 
 
 def wait_for(path: Path, victim: subprocess.Popen, seconds: float = 180) -> None:

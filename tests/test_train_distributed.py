@@ -117,14 +117,14 @@ def test_bad_group_settings_are_named(ray_session, tmp_path, tiny_model_dir, syn
 
 def test_deepspeed_config_follows_the_recipe():
     spec = DistributedSpec("deepspeed", 1, 4, zero_stage=3, offload_optimizer=True)
-    config = deepspeed_config(spec, grad_clip=1.0, dtype="bfloat16")
+    config = deepspeed_config(spec, grad_clip=1.0, dtype="bfloat16", backend="nccl")
     # Our loop ends each step, whatever its micro-batches: DeepSpeed's unmanaged accumulation.
     assert config["managed_gradient_accumulation"] is False and config["gradient_accumulation_steps"] == 1
     assert config["gradient_clipping"] == 1.0
     assert config["bf16"] == {"enabled": True}
     assert config["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
     assert config["zero_force_ds_cpu_optimizer"] is False  # torch's AdamW steps the offloaded state
-    assert deepspeed_config(spec, 1.0, "float16")["fp16"] == {"enabled": True, "loss_scale": 0}
-    assert deepspeed_config(DistributedSpec("ddp", 0, 2), 1.0, "float32")["bf16"] == {"enabled": False}
+    assert deepspeed_config(spec, 1.0, "float16", "nccl")["fp16"] == {"enabled": True, "loss_scale": 0}
+    assert deepspeed_config(DistributedSpec("ddp", 0, 2), 1.0, "float32", "gloo")["bf16"] == {"enabled": False}
     with pytest.raises(ValueError, match="rank 4 does not fit world_size 4"):
         DistributedSpec("ddp", 4, 4)

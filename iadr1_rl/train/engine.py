@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .distributed import DistributedSpec, all_reduce_max, deepspeed_config, init_process_group
+from .distributed import DistributedSpec, all_reduce_max, backend_for, deepspeed_config, init_process_group
 from .logprobs import ResponseLogprobs
 from .micro_batches import pad_micro_batches
 from .precision import MasterWeights, check_precision, fused_adamw_supported, loss_scaler
@@ -218,7 +218,7 @@ class DeepSpeedEngine(TrainEngine):
             model=self.module,
             optimizer=self.optimizer,
             lr_scheduler=self.scheduler,
-            config=deepspeed_config(spec, settings.grad_clip, str(device_dtype(model))),
+            config=deepspeed_config(spec, settings.grad_clip, str(device_dtype(model)), backend_for(device)),
         )
 
     @property

@@ -151,8 +151,9 @@ def wait_for(path: Path, victim: subprocess.Popen, seconds: float = 180) -> None
 
 def test_sft_stopped_with_sigterm_leaves_nothing_and_resumes(ray_session, tmp_path, tiny_model_dir, synthetic_records):
     """SIGTERM to the recipe alone (as `timeout`, a scheduler or `kill` send it): it stops its
-    actors and the Ray it started, no process of its session lives on, and --resume ends on
-    the uninterrupted run's weights."""
+    actors and the Ray it started, no process of its session lives on; its checkpoint refuses
+    another run's settings, and --resume (with a placement change) ends on the uninterrupted
+    run's weights."""
     base = [*overrides(tmp_path, tiny_model_dir, synthetic_records), "sft.batch_size=2", "checkpoint.every=3"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     run_sft(load_config(None, [*base, f"sft.output={tmp_path / 'straight'}"]), progress=False, run_eval=False)
@@ -170,7 +171,12 @@ def test_sft_stopped_with_sigterm_leaves_nothing_and_resumes(ray_session, tmp_pa
         assert time.monotonic() < deadline, [p.cmdline()[:3] for p in left]
         time.sleep(0.5)
     assert not (tmp_path / "stopped" / "final").exists()
-    resumed = subprocess.run([*stopped, "--resume"], env=env, capture_output=True, text=True)
+    # (grpo.init: an SC-GRPO run from the model, to be refused for the stage alone)
+    settings = [*base, f"sft.output={tmp_path / 'stopped'}", f"grpo.init={tiny_model_dir}"]
+    refuses_another_run(tmp_path / "stopped", settings)
+    resumed = subprocess.run(
+        [*stopped, "resources.policy.num_cpus=0.4", "--resume"], env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = weights(tmp_path / "straight" / "final"), weights(tmp_path / "stopped" / "final")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -178,21 +184,14 @@ def test_sft_stopped_with_sigterm_leaves_nothing_and_resumes(ray_session, tmp_pa
     assert steps == list(range(1, 13))  # no step logged twice, none missing
 
 
-def test_resume_refuses_another_run_s_checkpoint(ray_session, tmp_path, tiny_model_dir, synthetic_records):
-    base = [*overrides(tmp_path, tiny_model_dir, synthetic_records), "sft.batch_size=2", "sft.epochs=0.5"]
-    run_sft(load_config(None, base), progress=False, run_eval=False)
-    assert (tmp_path / "sft" / "checkpoints" / "step_000002").is_dir()
+def refuses_another_run(output: Path, settings: list[str]) -> None:
+    """A resume from `output`'s checkpoint with another run's settings is refused, naming them."""
     with pytest.raises(ValueError, match=r"belongs to another run \(config sft\.lr: 0\.005 there, 0\.0001 here\)"):
-        run_sft(load_config(None, [*base, "sft.lr=1e-4"]), resume=True, progress=False, run_eval=False)
+        run_sft(load_config(None, [*settings, "sft.lr=1e-4"]), resume=True, progress=False, run_eval=False)
     with pytest.raises(ValueError, match="seed: 0 there, 3 here"):
-        run_sft(load_config(None, [*base, "seed=3"]), resume=True, progress=False, run_eval=False)
+        run_sft(load_config(None, [*settings, "seed=3"]), resume=True, progress=False, run_eval=False)
     with pytest.raises(ValueError, match="stage: 'pa_sft' there, 'sc_grpo' here"):
-        run_grpo(load_config(None, [*base, f"grpo.output={tmp_path / 'sft'}"]), resume=True, progress=False)
-    # The same settings (a new output path, a placement change) resume.
-    summary = run_sft(
-        load_config(None, [*base, "resources.torch_threads=2"]), resume=True, progress=False, run_eval=False
-    )
-    assert summary["steps"] == 6
+        run_grpo(load_config(None, [*settings, f"grpo.output={output}"]), resume=True, progress=False)
 
 
 def test_clear_errors_before_anything_starts(ray_session, tmp_path, tiny_model_dir, synthetic_records):

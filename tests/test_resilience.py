@@ -19,6 +19,7 @@ import ray
 import torch
 from safetensors.torch import load_file
 
+from iadr1_rl.backends.local.actor_groups import wait_ready
 from iadr1_rl.backends.local.grpo import run_grpo
 from iadr1_rl.backends.local.resilience import ActorLost, ActorRef, RestartBudget, death_reason, wait_for
 from iadr1_rl.train.config import load_config
@@ -77,6 +78,31 @@ def test_a_wait_names_the_actor_that_died_or_hung(ray_session):
     assert time.monotonic() - started < 20
     for actor in (alive, hung):
         ray.kill(actor)
+
+
+def test_a_start_is_bounded_and_a_constructor_s_error_is_its_own(ray_session):
+    @ray.remote(num_cpus=0.1)
+    class Starting:
+        def __init__(self, seconds: float = 0.0, fail: bool = False) -> None:
+            if fail:
+                raise ValueError("no weights in /models/missing")
+            time.sleep(seconds)
+
+        def ready(self) -> bool:
+            return True
+
+    ready, stuck = Starting.remote(), Starting.remote(3600)
+    ray.get(ready.ready.remote())  # its process up: only the stuck one can be late
+    started = time.monotonic()
+    with pytest.raises(ActorLost, match=r"rollout worker 1 was lost: did not answer within .*call_timeout_s=3 s"):
+        wait_ready({"policy": ready, "rollout 1": stuck}, 3)
+    assert time.monotonic() - started < 20
+    for actor in (ready, stuck):
+        ray.kill(actor)
+    # Not a loss: a new one would fail the same way, so Ray's error (with the constructor's) is raised.
+    with pytest.raises(ray.exceptions.RayActorError, match="no weights in /models/missing") as failed:
+        wait_ready({"reference 0": Starting.remote(fail=True)}, 30)
+    assert not isinstance(failed.value, ActorLost)
 
 
 def test_restarts_are_bounded_per_actor():

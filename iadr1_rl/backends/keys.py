@@ -180,7 +180,9 @@ LOCAL: dict[str, Handling] = {
     "resilience.max_run_restarts": Handling(
         "SC-GRPO: after a lost policy rank, the run goes on from its last checkpoint this many times"
     ),
-    "resilience.call_timeout_s": Handling("SC-GRPO: the bound of every call a step waits on (past it: lost)"),
+    "resilience.call_timeout_s": Handling(
+        "SC-GRPO: the bound of every call a step waits on, and of an actor's start (past it: lost)"
+    ),
     "log.to": Handling("trackers fed the config, each step's metrics, restarts and the final artifacts"),
     "log.project": Handling("the W&B project and the MLflow experiment"),
     "log.mlflow_uri": Handling("MLflow's tracking URI (null: a file: store in the output folder)"),

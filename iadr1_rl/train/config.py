@@ -194,7 +194,10 @@ class ResilienceConfig(Section):
         2, ge=0, description="restarts from the last checkpoint in one command after a policy rank is lost"
     )
     call_timeout_s: float = Field(
-        1800.0, gt=0, description="the bound of every call a step waits on; an actor past it is treated as lost"
+        1800.0,
+        gt=0,
+        description="the bound of every call a step waits on, and of an actor's start; an actor past it is treated "
+        "as lost",
     )
 
 

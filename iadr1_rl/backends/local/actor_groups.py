@@ -277,7 +277,7 @@ class GRPOActors:
             for stage in start_order(plan.resources):
                 handles = {name: build(name) for name in stage}
                 started.update(handles)
-                ray.get([handle.ready.remote() for handle in handles.values()])
+                wait_ready(handles, plan.call_timeout_s)
                 logger.info("started %s", ", ".join(stage))
             ranks = [started[name] for name in plan.ranks.names()]
             policy = PolicyGroup(plan.ranks, ranks, timeout_s=plan.call_timeout_s)
@@ -439,6 +439,14 @@ class GRPOActors:
     def kill(self) -> None:
         for actor in self.all():
             ray.kill(actor)
+
+
+def wait_ready(handles: dict[str, Any], timeout_s: float) -> None:
+    """Until the actors (by their names in the plan) have loaded, each within `timeout_s`
+    (resilience.call_timeout_s): one that hangs starting (a rollout engine stuck in its
+    start-up) or dies is `ActorLost`, named, as in a step; one whose constructor raised, its
+    own error."""
+    wait_for([handle.ready.remote() for handle in handles.values()], [ActorRef.named(n) for n in handles], timeout_s)
 
 
 def actor_names(plan: GRPOPlan, kind: str) -> list[str]:

@@ -39,6 +39,16 @@ class ActorRef:
         noun = {"policy": "policy rank", "rollout": "rollout worker", "reference": "reference worker"}
         return f"{noun.get(self.kind, self.kind)} {self.index}"
 
+    @classmethod
+    def named(cls, name: str) -> ActorRef:
+        """The actor the plan names `name` ("policy", "policy rank 1", "rollout 0", …).
+
+        >>> [str(ActorRef.named(n)) for n in ("policy", "policy rank 1", "reference 0", "rollout 2")]
+        ['policy rank 0', 'policy rank 1', 'reference worker 0', 'rollout worker 2']
+        """
+        words = name.split()
+        return cls(words[0], int(words[-1]) if len(words) > 1 and words[-1].isdigit() else 0)
+
 
 class ActorLost(RuntimeError):
     """An actor that died, or did not answer within its bound."""
@@ -78,7 +88,9 @@ def death_reason(error: BaseException) -> str:
 def wait_for(refs: Sequence, actors: Sequence[ActorRef], timeout_s: float, bound: str | None = None):
     """The results of `refs` (calls to `actors`, in order), or `ActorLost` naming the actor
     that died or did not answer within `timeout_s` (`bound`: the limit as said, by default
-    `resilience.call_timeout_s=<timeout_s> s`)."""
+    `resilience.call_timeout_s=<timeout_s> s`). An actor whose constructor raised is not
+    lost: Ray's error, with the constructor's traceback, is raised as it is, since an actor
+    started again would fail the same way."""
     refs = list(refs)
     ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
     answered = set(ready)
@@ -89,6 +101,8 @@ def wait_for(refs: Sequence, actors: Sequence[ActorRef], timeout_s: float, bound
             try:
                 results.append(ray.get(ref))
             except RayActorError as error:
+                if error.actor_init_failed:
+                    raise
                 raise ActorLost(actor, death_reason(error)) from error
     if pending:
         late = next(actor for ref, actor in zip(refs, actors) if ref in pending)

@@ -83,11 +83,16 @@ class FakePlacement:
         return types.SimpleNamespace(remote=create)
 
 
+def ready_calls(handles: dict) -> list[str]:
+    """What a stage's wait asks of its (stand-in) actors."""
+    return [handle.ready.remote() for handle in handles.values()]
+
+
 def test_rollout_workers_on_a_gpu_are_ready_before_the_policy_and_reference_load(
     tiny_model_dir, synthetic_records, monkeypatch
 ):
     events: list[str] = []
-    monkeypatch.setattr(actor_groups.ray, "get", lambda refs: events.extend(refs))
+    monkeypatch.setattr(actor_groups, "wait_ready", lambda handles, timeout_s: events.extend(ready_calls(handles)))
     # (the object store: these stand-in actors have no transports to open; tests/test_weight_transport.py)
     plan = gpu_plan(
         tiny_model_dir,
@@ -107,11 +112,11 @@ def test_rollout_workers_on_a_gpu_are_ready_before_the_policy_and_reference_load
 def test_a_failed_start_kills_the_actors_already_started(tiny_model_dir, synthetic_records, monkeypatch):
     killed = []
 
-    def fake_get(refs):
-        if "ready PolicyActor" in refs:
+    def fake_wait_ready(handles, timeout_s):
+        if "ready PolicyActor" in ready_calls(handles):
             raise RuntimeError("the policy could not start")
 
-    monkeypatch.setattr(actor_groups.ray, "get", fake_get)
+    monkeypatch.setattr(actor_groups, "wait_ready", fake_wait_ready)
     monkeypatch.setattr(actor_groups.ray, "kill", killed.append)
     with pytest.raises(RuntimeError, match="could not start"):
         actor_groups.GRPOActors.start(

@@ -209,13 +209,18 @@ def test_a_step_larger_than_one_prefill_batch_samples(engine, records, wide_head
     assert [len(g) for g in groups] == [group] * len(prompts)
 
 
-def test_the_step_benchmark_runs_both_engines_in_one_run(tmp_path):
+def test_the_step_benchmark_runs_both_engines_and_the_plan_is_within_a_quarter_of_their_peaks(tmp_path):
     """`bench_step.py --engine hf,vllm`: the same steps with each engine, each phase timed,
-    and vLLM's phases over HF's printed."""
+    vLLM's phases over HF's printed; and the memory plan against what it measured (the plan's
+    check on CPU, here so that one benchmark run serves both). At the tiny shape with Qwen's
+    151,936-token vocabulary, so that what the plan models outweighs the process's noise (at
+    the 1,024-token tiny shape every actor holds under 0.2 GiB, and a few hundredths of
+    allocator arenas move it by a quarter), two steps (AdamW's moments exist from the first
+    update on): each actor's peak (resident memory above the process's own) against the plan."""
+    shape = ["--shape", "tiny_qwen_vocab", "--steps", "2", "--prompts", "8", "--group", "4", "--new-tokens", "16"]
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--engine", "hf,vllm"]
-        + ["--steps", "2", "--prompts", "2", "--group", "2", "--new-tokens", "8", "--threads", "1"]
-        + ["--out", str(tmp_path), "--json", str(tmp_path / "result.json")],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--engine", "hf,vllm", *shape]
+        + ["--threads", "1", "--out", str(tmp_path), "--json", str(tmp_path / "result.json")],
         env={**os.environ, "RAY_AUTH_MODE": "disabled"},
         capture_output=True,
         text=True,
@@ -226,5 +231,12 @@ def test_the_step_benchmark_runs_both_engines_in_one_run(tmp_path):
     assert (hf["engine"], vllm["engine"]) == ("hf", "vllm")
     for result in (hf, vllm):
         assert result["phases_s"]["time_rollout"] > 0 and result["phases_s"]["time_sync"] > 0
-        assert result["peak_gib"]["rollout"] > 0
+        assert set(result["plan_over_peak"]) == {"policy", "reference", "rollout"}
+        for actor, ratio in result["plan_over_peak"].items():
+            assert 0.75 <= ratio <= 1.25, (
+                result["engine"],
+                actor,
+                result["peak_gib"][actor],
+                result["plan_gib"][actor],
+            )
     assert "vllm / hf" in done.stdout and "rollout" in done.stdout.split("vllm / hf")[1]

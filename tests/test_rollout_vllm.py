@@ -231,6 +231,8 @@ def test_the_step_benchmark_runs_both_engines_and_the_plan_is_within_a_quarter_o
     assert (hf["engine"], vllm["engine"]) == ("hf", "vllm")
     for result in (hf, vllm):
         assert result["phases_s"]["time_rollout"] > 0 and result["phases_s"]["time_sync"] > 0
+        assert result["phases_s"]["time_train"] > 0
+        assert result["peak_gib"]["rollout"] > 0 and result["peak_gib"]["policy"] > 0
         assert set(result["plan_over_peak"]) == {"policy", "reference", "rollout"}
         for actor, ratio in result["plan_over_peak"].items():
             assert 0.75 <= ratio <= 1.25, (

@@ -66,7 +66,7 @@ def gather_in_rank(rank: int, port: int, out: str) -> None:
     import deepspeed.runtime.zero.partition_parameters as partition_parameters
 
     torch.manual_seed(0)
-    # Weights over DeepSpeed's persistence threshold (1e5 elements) are sharded; biases are not.
+    # 131,072-element weights: over DeepSpeed's persistence threshold (1e5), so sharded at any stage.
     model = torch.nn.Sequential(*(torch.nn.Linear(512, 256) for _ in range(4)))
     whole = {name: p.detach().clone() for name, p in model.named_parameters()}
     spec = DistributedSpec("deepspeed", rank, 2, master_port=port, zero_stage=3)

@@ -115,7 +115,8 @@ TIMED_OUT = Exception(
     [
         ([], ["init"], None),
         ([TIMED_OUT], ["init", "shutdown", "init"], None),  # a busy machine: started again
-        ([TIMED_OUT, TIMED_OUT], ["init", "shutdown", "init"], "timed out during startup"),  # bounded
+        ([TIMED_OUT, TIMED_OUT], ["init", "shutdown", "init", "shutdown", "init"], None),
+        ([TIMED_OUT] * 3, ["init", "shutdown", "init", "shutdown", "init"], "timed out during startup"),  # bounded
         ([ValueError("bad num_cpus")], ["init"], "bad num_cpus"),  # anything else: not retried
     ],
 )

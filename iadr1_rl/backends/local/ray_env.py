@@ -85,7 +85,7 @@ def _init(ray, address: str | None, num_cpus: int | None) -> None:
     logger.info("started a local Ray with %s CPUs", num_cpus or os.cpu_count())
 
 
-LOCAL_START_ATTEMPTS = 2
+LOCAL_START_ATTEMPTS = 3  # measured: two time-outs in a row beside make test's vLLM tests
 
 
 def start_local(ray, options: dict[str, Any], attempts: int = LOCAL_START_ATTEMPTS) -> None:
